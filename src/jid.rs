@@ -1,0 +1,227 @@
+//! Jabber IDs (RFC 7622): `node@domain/resource`, split, validated and normalised.
+//!
+//! Normalisation here is a pragmatic subset of PRECIS: the node and domain are case-folded
+//! (Unicode lowercase), a trailing dot on the domain is dropped, and the characters that
+//! RFC 7622 forbids in a localpart are refused. Each part is limited to 1023 bytes. The full
+//! PRECIS profiles (width mapping, NFC) are not applied yet; see `xeps/README.md`.
+
+use std::fmt;
+
+/// Why a string is not a valid JID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JidError {
+    Empty,
+    EmptyPart,
+    TooLong,
+    ForbiddenCharacter,
+}
+
+impl fmt::Display for JidError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JidError::Empty => "empty JID",
+            JidError::EmptyPart => "empty localpart, domainpart or resourcepart",
+            JidError::TooLong => "a JID part is longer than 1023 bytes",
+            JidError::ForbiddenCharacter => "forbidden character in JID",
+        })
+    }
+}
+
+impl std::error::Error for JidError {}
+
+/// Any JID: a bare or full address, or a bare domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Jid {
+    node: Option<String>,
+    domain: String,
+    resource: Option<String>,
+}
+
+/// A JID without a resource: an account (`user@domain`) or a domain.
+pub type BareJid = Jid;
+
+const LOCALPART_FORBIDDEN: &[char] = &['"', '&', '\'', '/', ':', '<', '>', '@'];
+
+fn normalise_node(node: &str) -> Result<String, JidError> {
+    if node.is_empty() {
+        return Err(JidError::EmptyPart);
+    }
+    if node.len() > 1023 {
+        return Err(JidError::TooLong);
+    }
+    if node
+        .chars()
+        .any(|c| LOCALPART_FORBIDDEN.contains(&c) || c.is_whitespace() || c.is_control())
+    {
+        return Err(JidError::ForbiddenCharacter);
+    }
+    Ok(node.to_lowercase())
+}
+
+fn normalise_domain(domain: &str) -> Result<String, JidError> {
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    if domain.is_empty() {
+        return Err(JidError::EmptyPart);
+    }
+    if domain.len() > 1023 {
+        return Err(JidError::TooLong);
+    }
+    if domain
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "@/\\<>&'\"".contains(c))
+    {
+        return Err(JidError::ForbiddenCharacter);
+    }
+    Ok(domain.to_lowercase())
+}
+
+fn check_resource(resource: &str) -> Result<String, JidError> {
+    if resource.is_empty() {
+        return Err(JidError::EmptyPart);
+    }
+    if resource.len() > 1023 {
+        return Err(JidError::TooLong);
+    }
+    if resource.chars().any(|c| c.is_control()) {
+        return Err(JidError::ForbiddenCharacter);
+    }
+    Ok(resource.to_string())
+}
+
+impl Jid {
+    /// Parse and normalise a JID string.
+    pub fn parse(s: &str) -> Result<Jid, JidError> {
+        if s.is_empty() {
+            return Err(JidError::Empty);
+        }
+        let (bare, resource) = match s.find('/') {
+            Some(i) => (&s[..i], Some(&s[i + 1..])),
+            None => (s, None),
+        };
+        let (node, domain) = match bare.find('@') {
+            Some(i) => (Some(&bare[..i]), &bare[i + 1..]),
+            None => (None, bare),
+        };
+        Ok(Jid {
+            node: node.map(normalise_node).transpose()?,
+            domain: normalise_domain(domain)?,
+            resource: resource.map(check_resource).transpose()?,
+        })
+    }
+
+    /// Build from parts, validating each.
+    pub fn from_parts(
+        node: Option<&str>,
+        domain: &str,
+        resource: Option<&str>,
+    ) -> Result<Jid, JidError> {
+        Ok(Jid {
+            node: node.map(normalise_node).transpose()?,
+            domain: normalise_domain(domain)?,
+            resource: resource.map(check_resource).transpose()?,
+        })
+    }
+
+    /// A domain JID.
+    pub fn domain_jid(domain: &str) -> Result<Jid, JidError> {
+        Self::from_parts(None, domain, None)
+    }
+
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
+    pub fn is_bare(&self) -> bool {
+        self.resource.is_none()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.resource.is_some()
+    }
+
+    /// `node@domain` (or `domain`), dropping the resource.
+    pub fn to_bare(&self) -> Jid {
+        Jid {
+            node: self.node.clone(),
+            domain: self.domain.clone(),
+            resource: None,
+        }
+    }
+
+    /// The same bare JID with this resource.
+    pub fn with_resource(&self, resource: &str) -> Result<Jid, JidError> {
+        Ok(Jid {
+            node: self.node.clone(),
+            domain: self.domain.clone(),
+            resource: Some(check_resource(resource)?),
+        })
+    }
+
+    /// The bare part as a string.
+    pub fn bare_string(&self) -> String {
+        match &self.node {
+            Some(n) => format!("{n}@{}", self.domain),
+            None => self.domain.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Jid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = &self.node {
+            write!(f, "{n}@")?;
+        }
+        f.write_str(&self.domain)?;
+        if let Some(r) = &self.resource {
+            write!(f, "/{r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Jid {
+    type Err = JidError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Jid::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_normalises() {
+        let j = Jid::parse("Juliet@Example.COM./balcony/Room").unwrap();
+        assert_eq!(j.node(), Some("juliet"));
+        assert_eq!(j.domain(), "example.com");
+        assert_eq!(j.resource(), Some("balcony/Room"));
+        assert_eq!(j.to_string(), "juliet@example.com/balcony/Room");
+        assert_eq!(j.to_bare().to_string(), "juliet@example.com");
+    }
+
+    #[test]
+    fn rejects_invalid() {
+        assert_eq!(Jid::parse(""), Err(JidError::Empty));
+        assert_eq!(Jid::parse("@example.com"), Err(JidError::EmptyPart));
+        assert_eq!(Jid::parse("a@"), Err(JidError::EmptyPart));
+        assert_eq!(Jid::parse("a@b/"), Err(JidError::EmptyPart));
+        assert_eq!(Jid::parse("a b@c"), Err(JidError::ForbiddenCharacter));
+        assert_eq!(Jid::parse("a'b@c"), Err(JidError::ForbiddenCharacter));
+        assert_eq!(Jid::parse(&"x".repeat(1024)), Err(JidError::TooLong));
+    }
+
+    #[test]
+    fn domain_only() {
+        let j = Jid::parse("example.org").unwrap();
+        assert!(j.node().is_none() && j.is_bare());
+    }
+}

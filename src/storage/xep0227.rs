@@ -1,0 +1,1 @@
+//! XEP-0227 export/import. (STUB)

@@ -1,0 +1,1 @@
+//! Transport: TLS certificates and listeners. (STUB)
