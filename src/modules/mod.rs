@@ -1,0 +1,92 @@
+//! Modules: one file per XEP or RFC feature, each declaring what it serves (IQ payloads, disco
+//! features, stream features) so that disco, `xeps/` and the dispatcher derive from one list.
+//!
+//! A module acts only through [`ModuleContext`]: storage, configuration, and the
+//! [`ServerApi`] (route a stanza, list a user's sessions). It never touches router or session
+//! internals. [`register_all`] is the list of modules the server runs.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::jid::Jid;
+use crate::proto::{Stanza, StanzaError};
+use crate::storage::Storage;
+use crate::xml::Element;
+
+/// What the server offers modules.
+pub trait ServerApi: Send + Sync {
+    /// Route a stanza as if the server sent it (roster pushes, notifications, replies).
+    fn route(&self, stanza: Stanza);
+    /// Full JIDs of the account's bound sessions (`bare` is `user@domain`).
+    fn sessions_of(&self, bare: &Jid) -> Vec<Jid>;
+    /// Close every session of an account (after it was deleted), with a stream error.
+    fn close_account_sessions(&self, bare: &Jid);
+}
+
+/// Everything a module may use.
+#[derive(Clone)]
+pub struct ModuleContext {
+    pub config: Arc<Config>,
+    pub storage: Arc<dyn Storage>,
+    pub server: Arc<dyn ServerApi>,
+    /// Disco features of the server, from every module's declaration (sorted, deduplicated).
+    pub server_features: Arc<Vec<&'static str>>,
+    /// Disco features advertised on account bare JIDs.
+    pub account_features: Arc<Vec<&'static str>>,
+}
+
+/// Where an IQ was addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IqTarget {
+    /// A hosted domain (`to` = domain, or absent for pre-session requests).
+    Server(Jid),
+    /// An account's bare JID (`to` = user@domain, or absent: the sender's own account).
+    Account(Jid),
+}
+
+/// An IQ request addressed to the server or to an account's bare JID.
+pub struct IqRequest<'a> {
+    pub stanza: &'a Stanza,
+    /// The authenticated sender (a full JID for a local client).
+    pub from: Jid,
+    pub target: IqTarget,
+    /// The single payload child.
+    pub payload: &'a Element,
+    /// `true` for type "set", `false` for "get".
+    pub is_set: bool,
+}
+
+impl IqRequest<'_> {
+    /// The sender asks about its own account.
+    pub fn is_self(&self) -> bool {
+        match &self.target {
+            IqTarget::Account(bare) => bare == &self.from.to_bare(),
+            IqTarget::Server(_) => false,
+        }
+    }
+}
+
+/// A module's answer to an IQ: a result with an optional payload, or an error.
+pub type IqResult = Result<Option<Element>, StanzaError>;
+
+/// A server module.
+pub trait Module: Send + Sync {
+    /// Short name for logs.
+    fn name(&self) -> &'static str;
+    /// IQ payloads this module answers: (element name, namespace).
+    fn iq_payloads(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+    /// Disco features the server advertises because of this module.
+    fn server_features(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Disco features advertised on account bare JIDs because of this module.
+    fn account_features(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Answer an IQ whose payload this module declared.
+    fn handle_iq(&self, _ctx: &ModuleContext, _req: &IqRequest<'_>) -> IqResult {
+        Err(StanzaError::service_unavailable())
+    }
+}
