@@ -90,3 +90,10 @@ pub trait Module: Send + Sync {
         Err(StanzaError::service_unavailable())
     }
 }
+
+pub mod register;
+
+/// Every module the server runs, in dispatch order.
+pub fn register_all(_config: &Config) -> Vec<Box<dyn Module>> {
+    Vec::new()
+}
