@@ -273,3 +273,21 @@ mod tests {
         assert!(c.c2s.require_encryption);
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The commented example in conf/ must stay valid and must set every section.
+    #[test]
+    fn example_configuration_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/oriole.toml");
+        let cfg = Config::load(Path::new(path)).expect("conf/oriole.toml is valid");
+        assert_eq!(cfg.server.domains, vec!["example.org".to_string()]);
+        assert_eq!(cfg.c2s.starttls, vec!["0.0.0.0:5222".to_string()]);
+        assert_eq!(cfg.c2s.direct_tls, vec!["0.0.0.0:5223".to_string()]);
+        assert_eq!(cfg.s2s.listen, vec!["0.0.0.0:5269".to_string()]);
+        assert_eq!(cfg.limits.max_stanza_size, 256 * 1024);
+        assert!(!cfg.registration.allow);
+    }
+}
