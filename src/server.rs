@@ -242,12 +242,8 @@ impl RunningServer {
     ) -> Result<RunningServer, StartError> {
         let config = Arc::new(config);
         let tls = TlsContext::load(&config).map_err(|e| StartError(e.to_string()))?;
-        let starttls = crate::transport::listener::bind_all(&config.c2s.starttls)
-            .await
-            .map_err(|e| StartError(e.to_string()))?;
-        let direct = crate::transport::listener::bind_all(&config.c2s.direct_tls)
-            .await
-            .map_err(|e| StartError(e.to_string()))?;
+        let starttls = bind_listeners(&config.c2s.starttls).await?;
+        let direct = bind_listeners(&config.c2s.direct_tls).await?;
         let limiter = ConnectionLimiter::new(
             config.limits.max_c2s_connections,
             config.limits.max_connections_per_ip,
@@ -363,6 +359,35 @@ impl RunningServer {
         crate::admin::remove_socket(&state.config);
         tracing::info!("Oriole stopped");
     }
+}
+
+/// Bind every address. A machine without IPv6 cannot bind `[::]`: that address is then
+/// skipped with a warning as long as another one of the list was bound.
+async fn bind_listeners(addrs: &[String]) -> Result<Vec<TcpListener>, StartError> {
+    let mut listeners = Vec::new();
+    let mut skipped = Vec::new();
+    for addr in addrs {
+        match crate::transport::listener::bind_all(std::slice::from_ref(addr)).await {
+            Ok(mut l) => listeners.append(&mut l),
+            Err(e) => {
+                let unspecified_v6 = addr
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|a| a.is_ipv6() && a.ip().is_unspecified());
+                if unspecified_v6 && addrs.len() > 1 {
+                    skipped.push((addr.clone(), e));
+                } else {
+                    return Err(StartError(e.to_string()));
+                }
+            }
+        }
+    }
+    if listeners.is_empty() && !addrs.is_empty() {
+        return Err(StartError(format!("could not bind any of {addrs:?}")));
+    }
+    for (addr, e) in skipped {
+        tracing::warn!(%addr, error = %e, "IPv6 address not available; skipped");
+    }
+    Ok(listeners)
 }
 
 async fn accept_loop(state: Arc<ServerState>, listener: TcpListener, direct_tls: bool) {
