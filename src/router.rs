@@ -39,7 +39,11 @@ pub fn route(state: &Arc<ServerState>, stanza: Stanza) {
         }
     };
     if !state.config.hosts(to.domain()) {
-        // Federation is issue 3: nothing leaves this server yet.
+        // Federation is issue 3: nothing leaves this server yet. Presence broadcasts to
+        // remote contacts are dropped quietly; requests and messages bounce.
+        if stanza.kind() == StanzaKind::Presence && stanza.type_attr() != Some("subscribe") {
+            return;
+        }
         bounce(
             state,
             &stanza,
