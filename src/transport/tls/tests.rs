@@ -618,3 +618,49 @@ fn damaged_self_signed_files_are_replaced() {
         Some(sha256(&served_cert(&client)))
     );
 }
+
+#[test]
+fn encrypted_keys_get_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_cert(&["a.example"]);
+    let pair = write_pair(dir.path(), "a", &a);
+    std::fs::write(
+        &pair.key,
+        pem_block("ENCRYPTED PRIVATE KEY", &[0x30, 0x03, 0x02, 0x01, 0x00]),
+    )
+    .unwrap();
+    let err = TlsContext::load(&config(dir.path(), &["a.example"], vec![pair]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a.key") && err.contains("encrypted"), "{err}");
+}
+
+/// The configurations as the connection code uses them: tokio-rustls over a byte stream.
+#[tokio::test]
+async fn works_with_tokio_rustls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = single_cert_context(dir.path());
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&ctx.direct_tls));
+    let connector = tokio_rustls::TlsConnector::from(client_config(&ClientOptions {
+        alpn: vec![ALPN_XMPP_CLIENT.to_vec()],
+        ..Default::default()
+    }));
+    let name = ServerName::try_from("a.example").unwrap();
+    let (client, server) = tokio::join!(
+        connector.connect(name, client_io),
+        acceptor.accept(server_io)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let conn = server.get_ref().1;
+    assert_eq!(conn.server_name(), Some("a.example"));
+    assert_eq!(conn.alpn_protocol(), Some(ALPN_XMPP_CLIENT));
+    assert_eq!(tls_exporter(conn).map(|v| v.len()), Some(32));
+    assert!(ctx.server_end_point_for(conn).is_some());
+    client.write_all(b"<stream:stream>").await.unwrap();
+    client.flush().await.unwrap();
+    let mut buf = [0u8; 15];
+    server.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"<stream:stream>");
+}
