@@ -206,6 +206,36 @@ impl ServerApi for ModuleServerApi {
     }
 }
 
+/// The server secret (32 random bytes in `<data_dir>/server.secret`, mode 0600), created on
+/// first start. SCRAM derives the fake salts of unknown users from it, so that they stay the
+/// same across restarts and a prober cannot tell which accounts exist.
+fn load_server_secret(data_dir: &Path) -> Result<(), StartError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("server.secret");
+    let secret: [u8; 32] = match std::fs::read(&path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| StartError(format!("{} is damaged (not 32 bytes)", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret: [u8; 32] = rand::random();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| StartError(format!("{}: {e}", path.display())))?;
+            f.write_all(&secret)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| StartError(format!("{}: {e}", path.display())))?;
+            secret
+        }
+        Err(e) => return Err(StartError(format!("{}: {e}", path.display()))),
+    };
+    crate::auth::set_unknown_user_secret(secret);
+    Ok(())
+}
+
 /// Open the configured storage (sled under `data_dir/db`).
 pub fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, StartError> {
     let dir = config.server.data_dir.join("db");
@@ -231,6 +261,7 @@ impl RunningServer {
                 config.server.data_dir.display()
             ))
         })?;
+        load_server_secret(&config.server.data_dir)?;
         let storage = open_storage(&config)?;
         Self::start_with_storage(config, storage).await
     }
