@@ -191,7 +191,9 @@ impl Config {
         }
         for d in &self.server.domains {
             let jid = crate::jid::Jid::domain_jid(d).map_err(|e| {
-                ConfigError(format!("{origin}: server.domains: {d:?} is not a domain: {e}"))
+                ConfigError(format!(
+                    "{origin}: server.domains: {d:?} is not a domain: {e}"
+                ))
             })?;
             if jid.domain() != d {
                 return Err(ConfigError(format!(
@@ -246,9 +248,12 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let err = Config::parse("[server]\ndomains = [\"a.example\"]\ndomian = 1\n", "t.toml")
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            "[server]\ndomains = [\"a.example\"]\ndomian = 1\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("domian"), "{err}");
     }

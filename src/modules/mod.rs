@@ -5,6 +5,17 @@
 //! [`ServerApi`] (route a stanza, list a user's sessions). It never touches router or session
 //! internals. [`register_all`] is the list of modules the server runs.
 
+pub mod disco;
+pub mod ping;
+pub mod private;
+pub mod register;
+pub mod services;
+#[cfg(test)]
+pub(crate) mod test_support;
+pub mod time;
+pub mod vcard;
+pub mod version;
+
 use std::sync::Arc;
 
 use crate::config::Config;
