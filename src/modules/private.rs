@@ -56,11 +56,13 @@ impl Module for PrivateModule {
         }
         let fail = |e| storage_failed("private", e);
         if req.is_set {
+            let keys: std::collections::BTreeSet<String> =
+                children.iter().map(|c| key(c)).collect();
             let mut new_keys = 0;
-            for c in &children {
+            for k in &keys {
                 if ctx
                     .storage
-                    .get_item(stores::PRIVATE, &account, &key(c))
+                    .get_item(stores::PRIVATE, &account, k)
                     .map_err(fail)?
                     .is_none()
                 {
@@ -347,6 +349,29 @@ mod tests {
             query(vec![prefs()]),
         );
         assert_eq!(condition(r), "policy-violation");
+        // Two elements under one key count once.
+        let h = harness(config());
+        let many: Vec<Element> = (0..MAX_ITEMS_PER_ACCOUNT - 1)
+            .map(|i| Element::new(format!("e{i}"), "urn:example:many"))
+            .collect();
+        call(
+            &PrivateModule,
+            &h.ctx,
+            "a@example.org/r",
+            None,
+            true,
+            query(many),
+        )
+        .expect("set");
+        let r = call(
+            &PrivateModule,
+            &h.ctx,
+            "a@example.org/r",
+            None,
+            true,
+            query(vec![prefs(), prefs()]),
+        );
+        assert_eq!(r, Ok(None));
     }
 
     #[test]
