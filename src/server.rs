@@ -196,13 +196,25 @@ impl ServerApi for ModuleServerApi {
             .unwrap_or_default()
     }
 
+    /// The module's IQ result is routed after this returns, so the close is queued a moment
+    /// later: the client then reads the result before the stream error.
     fn close_account_sessions(&self, bare: &Jid) {
-        if let Some(state) = self.0.upgrade() {
-            for r in state.sessions.resources(bare) {
-                r.handle
-                    .close(StreamError::NotAuthorized, Some("the account was deleted"));
+        let Some(state) = self.0.upgrade() else {
+            return;
+        };
+        let handles: Vec<_> = state
+            .sessions
+            .resources(bare)
+            .into_iter()
+            .map(|r| r.handle)
+            .collect();
+        state.tasks.spawn(async move {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for h in handles {
+                h.close(StreamError::NotAuthorized, Some("the account was deleted"));
             }
-        }
+        });
     }
 }
 
