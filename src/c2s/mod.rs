@@ -93,7 +93,21 @@ pub async fn serve(
         read_buf: vec![0u8; READ_CHUNK],
         cb: ChannelBindings::default(),
     };
-    if direct_tls {
+    // A client that starts TLS on the STARTTLS port (some try XEP-0368 first) is served
+    // Direct TLS instead of a not-well-formed error: a TLS handshake record starts with 0x16,
+    // an XMPP stream with '<' or whitespace.
+    let starts_with_tls = !direct_tls && {
+        let mut first = [0u8; 1];
+        let peeked = match &c.conn {
+            Conn::Plain(tcp) => tokio::time::timeout(Duration::from_secs(30), tcp.peek(&mut first))
+                .await
+                .ok()
+                .and_then(Result::ok),
+            _ => None,
+        };
+        peeked == Some(1) && first[0] == 0x16
+    };
+    if direct_tls || starts_with_tls {
         if let Err(e) = c.upgrade_tls(true).await {
             tracing::debug!(%peer, error = %e, "Direct TLS handshake failed");
             return;
