@@ -825,6 +825,17 @@ impl Client {
         self.reader.unconsumed().to_vec()
     }
 
+    /// Whether bytes arrive (and are buffered, unparsed) within `wait`; for checking that a
+    /// peer sends nothing at a point where it must stay silent.
+    pub async fn pending_bytes_after(&mut self, wait: Duration) -> bool {
+        if !self.reader.unconsumed().is_empty() {
+            return true;
+        }
+        let deadline = Instant::now() + wait;
+        matches!(self.fill(deadline, "anything").await, Ok(true))
+            || !self.reader.unconsumed().is_empty()
+    }
+
     /// Read everything until the peer closes the connection (or `wait` passes), returning
     /// what had not been parsed yet followed by all bytes received.
     pub async fn read_to_close(&mut self, wait: Duration) -> Result<Vec<u8>> {

@@ -3,6 +3,7 @@
 //! crate, so it can be pointed at any server (see `tests/prosody.rs`).
 #![allow(dead_code, unused_imports)]
 
+pub mod checks;
 pub mod client;
 pub mod raw;
 pub mod scram;
@@ -14,3 +15,13 @@ pub use raw::{RawConn, Transcript};
 pub use scram::Hash;
 pub use tls::Trust;
 pub use xml::{escape, parse_element, Element, Node, XmlEvent};
+
+/// The longest one test may run.
+pub const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Run a whole test body under [`TEST_LIMIT`], so that it stops by itself.
+pub async fn bounded<F: std::future::Future>(body: F) -> F::Output {
+    tokio::time::timeout(TEST_LIMIT, body)
+        .await
+        .expect("the test did not finish within its time limit")
+}
