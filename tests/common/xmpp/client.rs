@@ -475,7 +475,7 @@ impl Client {
     ) -> Result<Element> {
         let offered = self.mechanisms();
         let exporter = self.tls.as_ref().and_then(|t| t.exporter.clone());
-        let mut scram = match mech {
+        let scram = match mech {
             Mechanism::Plain => {
                 let initial = scram::plain_initial(user, password);
                 self.send(&format!(
@@ -515,6 +515,12 @@ impl Client {
                 ScramClient::new(h, user, password, cb)
             }
         };
+        self.authenticate_scram(scram).await
+    }
+
+    /// Run one SCRAM exchange as configured (any hash and channel-binding choice), then the
+    /// stream restart; returns the new features.
+    pub async fn authenticate_scram(&mut self, mut scram: ScramClient) -> Result<Element> {
         let first = scram.client_first();
         self.send(&format!(
             "<auth xmlns='{NS_SASL}' mechanism='{}'>{}</auth>",
