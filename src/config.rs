@@ -191,7 +191,9 @@ impl Config {
         }
         for d in &self.server.domains {
             let jid = crate::jid::Jid::domain_jid(d).map_err(|e| {
-                ConfigError(format!("{origin}: server.domains: {d:?} is not a domain: {e}"))
+                ConfigError(format!(
+                    "{origin}: server.domains: {d:?} is not a domain: {e}"
+                ))
             })?;
             if jid.domain() != d {
                 return Err(ConfigError(format!(
@@ -246,9 +248,12 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let err = Config::parse("[server]\ndomains = [\"a.example\"]\ndomian = 1\n", "t.toml")
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            "[server]\ndomains = [\"a.example\"]\ndomian = 1\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("domian"), "{err}");
     }
@@ -266,5 +271,23 @@ mod tests {
         let c = Config::parse("", "t.toml").unwrap();
         assert_eq!(c.server.domains, vec!["localhost".to_string()]);
         assert!(c.c2s.require_encryption);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The commented example in conf/ must stay valid and must set every section.
+    #[test]
+    fn example_configuration_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/oriole.toml");
+        let cfg = Config::load(Path::new(path)).expect("conf/oriole.toml is valid");
+        assert_eq!(cfg.server.domains, vec!["example.org".to_string()]);
+        assert_eq!(cfg.c2s.starttls, vec!["0.0.0.0:5222".to_string()]);
+        assert_eq!(cfg.c2s.direct_tls, vec!["0.0.0.0:5223".to_string()]);
+        assert_eq!(cfg.s2s.listen, vec!["0.0.0.0:5269".to_string()]);
+        assert_eq!(cfg.limits.max_stanza_size, 256 * 1024);
+        assert!(!cfg.registration.allow);
     }
 }

@@ -5,6 +5,17 @@
 //! [`ServerApi`] (route a stanza, list a user's sessions). It never touches router or session
 //! internals. [`register_all`] is the list of modules the server runs.
 
+pub mod disco;
+pub mod ping;
+pub mod private;
+pub mod register;
+pub mod services;
+#[cfg(test)]
+pub(crate) mod test_support;
+pub mod time;
+pub mod vcard;
+pub mod version;
+
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -88,5 +99,24 @@ pub trait Module: Send + Sync {
     /// Answer an IQ whose payload this module declared.
     fn handle_iq(&self, _ctx: &ModuleContext, _req: &IqRequest<'_>) -> IqResult {
         Err(StanzaError::service_unavailable())
+    }
+}
+
+/// Every module the server runs, in dispatch order.
+pub fn register_all(config: &Config) -> Vec<Box<dyn Module>> {
+    let mut modules: Vec<Box<dyn Module>> = vec![Box::new(OfflineFeature)];
+    modules.extend(services::all(config));
+    modules
+}
+
+/// XEP-0160 offline storage lives in the IM core; this declares its disco feature.
+struct OfflineFeature;
+
+impl Module for OfflineFeature {
+    fn name(&self) -> &'static str {
+        "offline"
+    }
+    fn server_features(&self) -> &'static [&'static str] {
+        &[crate::proto::ns::OFFLINE]
     }
 }

@@ -92,8 +92,9 @@ impl StanzaError {
         err
     }
 
-    /// An error reply to `stanza`: same name and id, `to`/`from` swapped, type `error`, the
-    /// original payload kept (RFC 6120 §8.3.1 allows it; clients use it to match).
+    /// An error reply to `stanza`: same name and id, `to`/`from` swapped, type `error`. The
+    /// original payload is not echoed (RFC 6120 §8.3.1 makes it optional): it could carry a
+    /// password (XEP-0077) or a large upload back to the sender.
     pub fn reply_to(&self, stanza: &Stanza) -> Stanza {
         let orig = stanza.el();
         let mut el = Element::new(orig.name.clone(), ns::CLIENT).with_attr("type", "error");
@@ -105,12 +106,6 @@ impl StanzaError {
         }
         if let Some(from) = orig.attr("to") {
             el.set_attr("from", from);
-        }
-        // Keep the request payload for IQs; for messages and presences keep nothing heavy.
-        if orig.name == "iq" {
-            for c in orig.elements() {
-                el.push_child(c.clone());
-            }
         }
         el.push_child(self.to_element(None));
         Stanza(el)

@@ -1,0 +1,811 @@
+//! Client-to-server connections (RFC 6120): one task per connection owns the socket, runs
+//! stream negotiation (header → STARTTLS → SASL → restart → bind), then loops over inbound
+//! stanzas, its outbound queue and the shutdown signal.
+//!
+//! Negotiation order is enforced: nothing but STARTTLS before TLS (when TLS is required),
+//! nothing but SASL (and in-band registration when enabled) before authentication, nothing
+//! but resource binding before a resource is bound. Every violation ends the stream with the
+//! stream error RFC 6120 names.
+
+mod conn;
+mod throttle;
+
+pub use throttle::AuthThrottle;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::auth::{self, ChannelBindings, Mechanism, SaslFailure, SaslServer, SaslStep};
+use crate::im::presence;
+use crate::jid::Jid;
+use crate::modules::IqTarget;
+use crate::proto::{ns, Stanza, StanzaError, StanzaKind, StreamError};
+use crate::router;
+use crate::server::ServerState;
+use crate::session::{BindError, Outbound, SessionHandle};
+use crate::transport::ConnectionPermit;
+use crate::xml::parser::{Limits, StreamEvent, StreamParser, XmlError};
+use crate::xml::{self, Element};
+use conn::Conn;
+
+/// Read buffer size per connection.
+const READ_CHUNK: usize = 4096;
+/// SASL failures allowed on one connection before it is closed.
+const MAX_AUTH_ATTEMPTS: u32 = 5;
+/// Outbound stanzas written in one batch before flushing.
+const WRITE_BATCH: usize = 64;
+
+/// Why a connection ends.
+#[derive(Debug)]
+enum End {
+    /// Send this stream error, then close.
+    Stream(StreamError, Option<String>),
+    /// The peer closed its stream; answer with ours.
+    PeerClosed,
+    /// The socket is gone or broken; nothing more can be written.
+    Io,
+}
+
+impl From<XmlError> for End {
+    fn from(e: XmlError) -> End {
+        let (err, text) = match e {
+            XmlError::NotWellFormed(t) => (StreamError::NotWellFormed, t),
+            XmlError::RestrictedXml(t) => (StreamError::RestrictedXml, t),
+            XmlError::PolicyViolation(t) => (StreamError::PolicyViolation, t),
+            XmlError::InvalidNamespace(t) => (StreamError::InvalidNamespace, t),
+            XmlError::BadNamespacePrefix(t) => (StreamError::BadNamespacePrefix, t),
+            XmlError::UnsupportedEncoding => (
+                StreamError::UnsupportedEncoding,
+                "only UTF-8 is supported".into(),
+            ),
+            XmlError::BadFormat(t) => (StreamError::BadFormat, t),
+        };
+        End::Stream(err, Some(text))
+    }
+}
+
+/// Serve one accepted connection until it ends.
+pub async fn serve(
+    state: Arc<ServerState>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    direct_tls: bool,
+    permit: ConnectionPermit,
+) {
+    let _permit = permit;
+    let mut c = Connection {
+        parser: StreamParser::new(Limits {
+            max_stanza_bytes: state.config.limits.max_stanza_size,
+            max_depth: state.config.limits.max_depth,
+        }),
+        state,
+        conn: Conn::Plain(tcp),
+        peer,
+        header_sent: false,
+        domain: String::new(),
+        read_buf: vec![0u8; READ_CHUNK],
+        cb: ChannelBindings::default(),
+    };
+    if direct_tls {
+        if let Err(e) = c.upgrade_tls(true).await {
+            tracing::debug!(%peer, error = %e, "Direct TLS handshake failed");
+            return;
+        }
+    }
+    let deadline = Duration::from_secs(c.state.config.c2s.negotiation_timeout_secs);
+    let negotiated = match tokio::time::timeout(deadline, c.negotiate()).await {
+        Ok(r) => r,
+        Err(_) => Err(End::Stream(
+            StreamError::ConnectionTimeout,
+            Some("negotiation took too long".into()),
+        )),
+    };
+    let (bound, mut rx) = match negotiated {
+        Ok(bound) => bound,
+        Err(end) => {
+            c.finish(end).await;
+            return;
+        }
+    };
+    let end = c.session_loop(&bound.0, &mut rx).await;
+    c.close_session(&bound, end).await;
+    requeue(&c.state, rx);
+}
+
+/// A bound session: its handle and the receiver of its outbound queue.
+struct Bound(SessionHandle);
+
+struct Connection {
+    state: Arc<ServerState>,
+    conn: Conn,
+    parser: StreamParser,
+    peer: SocketAddr,
+    header_sent: bool,
+    /// The hosted domain this stream is for (from the header's `to`).
+    domain: String,
+    read_buf: Vec<u8>,
+    cb: ChannelBindings,
+}
+
+impl Connection {
+    async fn write(&mut self, data: &str) -> Result<(), End> {
+        self.conn
+            .write_all(data.as_bytes())
+            .await
+            .map_err(|_| End::Io)?;
+        self.conn.flush().await.map_err(|_| End::Io)
+    }
+
+    /// Next parser event, reading from the socket as needed.
+    async fn next_event(&mut self) -> Result<StreamEvent, End> {
+        loop {
+            if let Some(ev) = self.parser.next_event()? {
+                return Ok(ev);
+            }
+            let n = self
+                .conn
+                .read(&mut self.read_buf)
+                .await
+                .map_err(|_| End::Io)?;
+            if n == 0 {
+                return Err(End::Io);
+            }
+            self.parser.feed(&self.read_buf[..n])?;
+        }
+    }
+
+    async fn next_element(&mut self) -> Result<Element, End> {
+        match self.next_event().await? {
+            StreamEvent::Element(el) => Ok(el),
+            StreamEvent::Close => Err(End::PeerClosed),
+            StreamEvent::Open(_) => Err(End::Stream(
+                StreamError::InvalidXml,
+                Some("unexpected stream restart".into()),
+            )),
+        }
+    }
+
+    /// Read the client's stream header and answer with ours.
+    async fn open_stream(&mut self) -> Result<(), End> {
+        let header = match self.next_event().await? {
+            StreamEvent::Open(h) => h,
+            StreamEvent::Close => return Err(End::PeerClosed),
+            StreamEvent::Element(_) => {
+                return Err(End::Stream(
+                    StreamError::NotWellFormed,
+                    Some("expected a stream header".into()),
+                ))
+            }
+        };
+        let to = header
+            .to
+            .as_deref()
+            .map(|t| Jid::domain_jid(t).map(|j| j.domain().to_string()));
+        let domain = match to {
+            Some(Ok(d)) => d,
+            Some(Err(_)) => String::new(),
+            None => self.state.config.default_domain().to_string(),
+        };
+        let hosted = self.state.config.hosts(&domain);
+        self.domain = if hosted {
+            domain
+        } else {
+            self.state.config.default_domain().to_string()
+        };
+        let id = random_id();
+        let out = xml::stream_header(ns::CLIENT, Some(&self.domain), None, Some(&id), &[]);
+        self.write(&out).await?;
+        self.header_sent = true;
+        if header.default_ns != ns::CLIENT {
+            return Err(End::Stream(
+                StreamError::InvalidNamespace,
+                Some("this port serves jabber:client".into()),
+            ));
+        }
+        if !hosted {
+            return Err(End::Stream(
+                StreamError::HostUnknown,
+                Some("that domain is not served here".into()),
+            ));
+        }
+        match header.version.as_deref() {
+            Some(v) if v.split('.').next().and_then(|m| m.parse::<u32>().ok()) >= Some(1) => {}
+            _ => {
+                return Err(End::Stream(
+                    StreamError::UnsupportedVersion,
+                    Some("XMPP 1.0 streams only".into()),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Run negotiation up to a bound resource.
+    async fn negotiate(&mut self) -> Result<(Bound, mpsc::Receiver<Outbound>), End> {
+        let config = self.state.config.clone();
+        let mut account: Option<Jid> = None;
+        let mut auth_failures = 0u32;
+        loop {
+            self.open_stream().await?;
+            let tls = self.conn.is_tls();
+            let tls_needed = !tls && config.c2s.require_encryption;
+            let offered = if account.is_some() || tls_needed {
+                Vec::new()
+            } else {
+                auth::offered_mechanisms(tls, &self.cb)
+            };
+            self.write(&self.features(account.is_some(), &offered))
+                .await?;
+            // Elements until the next stream restart.
+            loop {
+                let el = self.next_element().await?;
+                if account.is_none() && !tls && el.is("starttls", ns::TLS) {
+                    self.write("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                        .await?;
+                    self.upgrade_tls(false).await.map_err(|_| End::Io)?;
+                    break;
+                }
+                if let Some(acct) = &account {
+                    if let Some(bound) = self.try_bind(acct, el).await? {
+                        return Ok(bound);
+                    }
+                    continue;
+                }
+                if tls_needed {
+                    if el.is("auth", ns::SASL) {
+                        self.write(&sasl_failure(SaslFailure::EncryptionRequired))
+                            .await?;
+                        continue;
+                    }
+                    return Err(End::Stream(
+                        StreamError::PolicyViolation,
+                        Some("STARTTLS is required first".into()),
+                    ));
+                }
+                if el.is("auth", ns::SASL) {
+                    match self.authenticate(&el, &offered).await? {
+                        Some(jid) => {
+                            self.parser.reset();
+                            account = Some(jid);
+                            break;
+                        }
+                        None => {
+                            auth_failures += 1;
+                            if auth_failures >= MAX_AUTH_ATTEMPTS {
+                                return Err(End::Stream(
+                                    StreamError::PolicyViolation,
+                                    Some("too many failed authentication attempts".into()),
+                                ));
+                            }
+                        }
+                    }
+                    continue;
+                }
+                if el.is("iq", ns::CLIENT)
+                    && el.child("query", ns::REGISTER).is_some()
+                    && config.registration.allow
+                {
+                    if let Ok(st) = Stanza::from_element(el) {
+                        let reply = crate::modules::register::preauth_register(
+                            &self.state.modules.ctx,
+                            &self.domain,
+                            &st,
+                        );
+                        self.write(&reply.el().to_stream_string(ns::CLIENT)).await?;
+                    }
+                    continue;
+                }
+                return Err(End::Stream(
+                    StreamError::NotAuthorized,
+                    Some("authenticate first".into()),
+                ));
+            }
+        }
+    }
+
+    fn features(&self, authenticated: bool, offered: &[Mechanism]) -> String {
+        let mut f = Element::new("features", ns::STREAM);
+        if authenticated {
+            f.push_child(Element::new("bind", ns::BIND));
+            f.push_child(
+                Element::new("session", ns::SESSION)
+                    .with_child(Element::new("optional", ns::SESSION)),
+            );
+            f.push_child(Element::new("ver", ns::ROSTER_VER));
+            f.push_child(Element::new("sub", ns::PRE_APPROVAL));
+        } else if !self.conn.is_tls() {
+            let mut starttls = Element::new("starttls", ns::TLS);
+            if self.state.config.c2s.require_encryption {
+                starttls.push_child(Element::new("required", ns::TLS));
+            }
+            f.push_child(starttls);
+            if !offered.is_empty() {
+                f.push_child(mechanisms_element(offered));
+            }
+        } else {
+            f.push_child(mechanisms_element(offered));
+            let types = self.cb.type_names();
+            if !types.is_empty() {
+                let mut cb = Element::new("sasl-channel-binding", ns::CHANNEL_BINDING);
+                for t in types {
+                    cb.push_child(
+                        Element::new("channel-binding", ns::CHANNEL_BINDING).with_attr("type", t),
+                    );
+                }
+                f.push_child(cb);
+            }
+            if self.state.config.registration.allow {
+                f.push_child(Element::new("register", ns::REGISTER_FEATURE));
+            }
+        }
+        // The `stream:` prefix is declared by our header.
+        let mut s = String::from("<stream:features>");
+        for c in f.elements() {
+            c.write_to(&mut s, ns::CLIENT);
+        }
+        s.push_str("</stream:features>");
+        s
+    }
+
+    /// Replace the plain stream by TLS. The parser is reset first: bytes the client sent
+    /// after `<starttls/>` and before the handshake are never parsed.
+    async fn upgrade_tls(&mut self, direct: bool) -> std::io::Result<()> {
+        self.parser.reset();
+        let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Upgrading) else {
+            return Err(std::io::Error::other("already TLS"));
+        };
+        let config = if direct {
+            self.state.tls.direct_tls.clone()
+        } else {
+            self.state.tls.starttls.clone()
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let tls = tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))??;
+        let session = tls.get_ref().1;
+        self.cb = ChannelBindings {
+            tls_exporter: crate::transport::tls_exporter(session),
+            tls_server_end_point: self.state.tls.server_end_point(session.server_name()),
+        };
+        tracing::debug!(
+            peer = %self.peer,
+            version = ?session.protocol_version(),
+            sni = ?session.server_name(),
+            "TLS established"
+        );
+        self.conn = Conn::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// One SASL exchange. `Ok(Some(jid))` on success, `Ok(None)` on a failure the client may
+    /// retry after.
+    async fn authenticate(
+        &mut self,
+        auth_el: &Element,
+        offered: &[Mechanism],
+    ) -> Result<Option<Jid>, End> {
+        let ip = self.peer.ip();
+        let delay = self.state.auth_throttle.delay_for(ip);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mech = auth_el
+            .attr("mechanism")
+            .and_then(Mechanism::from_name)
+            .filter(|m| offered.contains(m));
+        let Some(mech) = mech else {
+            self.write(&sasl_failure(SaslFailure::InvalidMechanism))
+                .await?;
+            return Ok(None);
+        };
+        let initial = match decode_sasl(&auth_el.text()) {
+            Ok(i) => i,
+            Err(()) => {
+                self.write(&sasl_failure(SaslFailure::IncorrectEncoding))
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let state = self.state.clone();
+        let domain = self.domain.clone();
+        let lookup = move |username: &str| {
+            let jid = Jid::from_parts(Some(username), &domain, None).ok()?;
+            state
+                .storage
+                .get_credentials(&jid.bare_string())
+                .ok()
+                .flatten()
+        };
+        let mut sasl = SaslServer::new(mech, self.cb.clone(), offered);
+        let mut step = sasl.start(initial.as_deref(), &lookup);
+        loop {
+            match step {
+                SaslStep::Challenge(data) => {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+                    self.write(&format!(
+                        "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{b64}</challenge>"
+                    ))
+                    .await?;
+                    let el = self.next_element().await?;
+                    if el.is("abort", ns::SASL) {
+                        self.write(&sasl_failure(SaslFailure::Aborted)).await?;
+                        return Ok(None);
+                    }
+                    if !el.is("response", ns::SASL) {
+                        return Err(End::Stream(
+                            StreamError::NotAuthorized,
+                            Some("expected a SASL response".into()),
+                        ));
+                    }
+                    step = match decode_sasl(&el.text()) {
+                        Ok(data) => sasl.step(&data.unwrap_or_default(), &lookup),
+                        Err(()) => SaslStep::Failure(SaslFailure::IncorrectEncoding),
+                    };
+                }
+                SaslStep::Success {
+                    username,
+                    authzid,
+                    additional_data,
+                } => {
+                    let jid = match Jid::from_parts(Some(&username), &self.domain, None) {
+                        Ok(j) => j,
+                        Err(_) => {
+                            self.write(&sasl_failure(SaslFailure::NotAuthorized))
+                                .await?;
+                            return Ok(None);
+                        }
+                    };
+                    if let Some(z) = authzid.filter(|z| !z.is_empty()) {
+                        if Jid::parse(&z).ok().as_ref() != Some(&jid) {
+                            self.write(&sasl_failure(SaslFailure::InvalidAuthzid))
+                                .await?;
+                            return Ok(None);
+                        }
+                    }
+                    let body = additional_data
+                        .map(|d| base64::engine::general_purpose::STANDARD.encode(d))
+                        .unwrap_or_default();
+                    self.write(&format!(
+                        "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{body}</success>"
+                    ))
+                    .await?;
+                    self.state.auth_throttle.record_success(ip);
+                    tracing::info!(peer = %self.peer, %jid, mechanism = mech.name(), "authenticated");
+                    return Ok(Some(jid));
+                }
+                SaslStep::Failure(f) => {
+                    self.state.auth_throttle.record_failure(ip);
+                    tracing::info!(peer = %self.peer, mechanism = mech.name(), reason = f.condition(), "authentication failed");
+                    self.write(&sasl_failure(f)).await?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Handle an element after authentication and before binding.
+    async fn try_bind(
+        &mut self,
+        account: &Jid,
+        el: Element,
+    ) -> Result<Option<(Bound, mpsc::Receiver<Outbound>)>, End> {
+        let stanza = match Stanza::from_element(el) {
+            Ok(s) if s.kind() == StanzaKind::Iq => s,
+            _ => {
+                return Err(End::Stream(
+                    StreamError::NotAuthorized,
+                    Some("bind a resource first".into()),
+                ))
+            }
+        };
+        let Some(bind) = stanza.el().child("bind", ns::BIND) else {
+            if stanza.is_iq_request() {
+                let reply = StanzaError::not_authorized()
+                    .with_text("bind a resource first")
+                    .reply_to(&stanza);
+                self.write(&reply.el().to_stream_string(ns::CLIENT)).await?;
+            }
+            return Ok(None);
+        };
+        if stanza.type_attr() != Some("set") {
+            let reply = StanzaError::bad_request().reply_to(&stanza);
+            self.write(&reply.el().to_stream_string(ns::CLIENT)).await?;
+            return Ok(None);
+        }
+        let requested = bind
+            .child_text("resource", ns::BIND)
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty());
+        let full = match requested {
+            Some(r) => match account.with_resource(&r) {
+                Ok(j) => j,
+                Err(_) => {
+                    let reply = StanzaError::bad_request()
+                        .with_text("invalid resource")
+                        .reply_to(&stanza);
+                    self.write(&reply.el().to_stream_string(ns::CLIENT)).await?;
+                    return Ok(None);
+                }
+            },
+            None => match account.with_resource(&format!("oriole-{}", random_id())) {
+                Ok(j) => j,
+                Err(_) => return Err(End::Stream(StreamError::InternalServerError, None)),
+            },
+        };
+        let (handle, rx) = SessionHandle::new(full.clone());
+        match self.state.sessions.bind(
+            handle.clone(),
+            self.state.config.limits.max_resources_per_account,
+        ) {
+            Ok(Some(old)) => {
+                old.close(
+                    StreamError::Conflict,
+                    Some("replaced by a new connection with the same resource"),
+                );
+            }
+            Ok(None) => {}
+            Err(BindError::TooManyResources) => {
+                let reply = StanzaError::resource_constraint()
+                    .with_text("too many resources bound for this account")
+                    .reply_to(&stanza);
+                self.write(&reply.el().to_stream_string(ns::CLIENT)).await?;
+                return Ok(None);
+            }
+        }
+        let result = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "result")
+            .with_attr("id", stanza.id().unwrap_or(""))
+            .with_child(
+                Element::new("bind", ns::BIND)
+                    .with_child(Element::new("jid", ns::BIND).with_text(full.to_string())),
+            );
+        if let Err(e) = self.write(&result.to_stream_string(ns::CLIENT)).await {
+            if let Some(last) = self.state.sessions.unbind(&full, handle.id) {
+                presence::on_session_closed(&self.state, last);
+            }
+            return Err(e);
+        }
+        tracing::info!(peer = %self.peer, jid = %full, tls = ?self.conn.tls().and_then(|t| t.protocol_version()), "session bound");
+        Ok(Some((Bound(handle), rx)))
+    }
+
+    /// The established session: stanzas in, queued stanzas out, until something ends it.
+    async fn session_loop(
+        &mut self,
+        handle: &SessionHandle,
+        rx: &mut mpsc::Receiver<Outbound>,
+    ) -> End {
+        let jid = handle.jid.clone();
+        let shutdown = self.state.shutdown.clone();
+        let mut out = String::with_capacity(1024);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    return End::Stream(StreamError::SystemShutdown, None);
+                }
+                msg = rx.recv() => {
+                    let mut msg = msg;
+                    out.clear();
+                    let mut n = 0;
+                    while let Some(m) = msg.take() {
+                        match m {
+                            Outbound::Stanza(s) => {
+                                s.el().write_to(&mut out, ns::CLIENT);
+                            }
+                            Outbound::Close(e, text) => {
+                                if !out.is_empty() && self.write(&out).await.is_err() {
+                                    return End::Io;
+                                }
+                                return End::Stream(e, text);
+                            }
+                        }
+                        n += 1;
+                        if n < WRITE_BATCH {
+                            msg = rx.try_recv().ok();
+                        }
+                    }
+                    if !out.is_empty() {
+                        if let Err(e) = self.write(&out).await {
+                            return e;
+                        }
+                    }
+                }
+                r = self.conn.read(&mut self.read_buf) => {
+                    let n = match r {
+                        Ok(0) | Err(_) => return End::Io,
+                        Ok(n) => n,
+                    };
+                    if let Err(e) = self.parser.feed(&self.read_buf[..n]) {
+                        return e.into();
+                    }
+                    loop {
+                        match self.parser.next_event() {
+                            Ok(None) => break,
+                            Ok(Some(StreamEvent::Element(el))) => {
+                                if let Err(e) = self.handle_element(&jid, el) {
+                                    return e;
+                                }
+                            }
+                            Ok(Some(StreamEvent::Close)) => return End::PeerClosed,
+                            Ok(Some(StreamEvent::Open(_))) => {
+                                return End::Stream(StreamError::InvalidXml, Some("unexpected stream restart".into()));
+                            }
+                            Err(e) => return e.into(),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One element from a bound client.
+    fn handle_element(&mut self, full: &Jid, el: Element) -> Result<(), End> {
+        let mut stanza = match Stanza::from_element(el) {
+            Ok(s) => s,
+            Err(el) => {
+                return Err(End::Stream(
+                    StreamError::UnsupportedStanzaType,
+                    Some(format!("<{}/> in {} is not a stanza", el.name, el.ns)),
+                ))
+            }
+        };
+        // RFC 6120 §8.1.2.1: the server stamps `from`; a client may only name itself.
+        match stanza.from() {
+            Ok(None) => {}
+            Ok(Some(f)) if f == *full || f == full.to_bare() => {}
+            _ => {
+                return Err(End::Stream(
+                    StreamError::InvalidFrom,
+                    Some("a client may only send from its own address".into()),
+                ))
+            }
+        }
+        stanza.set_from(full);
+        let to = match stanza.to() {
+            Ok(t) => t,
+            Err(_) => {
+                router::bounce(&self.state, &stanza, StanzaError::jid_malformed());
+                return Ok(());
+            }
+        };
+        let state = &self.state;
+        match stanza.kind() {
+            StanzaKind::Presence => presence::outbound(state, full, stanza),
+            StanzaKind::Message => {
+                if to.is_none() {
+                    stanza.set_to(&full.to_bare());
+                }
+                router::route(state, stanza);
+            }
+            StanzaKind::Iq => {
+                let own_bare = full.to_bare();
+                match to {
+                    None => {
+                        if stanza.el().child("session", ns::SESSION).is_some()
+                            && stanza.is_iq_request()
+                        {
+                            let reply = stanza.iq_result(None);
+                            state.deliver_to_full(full, reply_to_self(reply, full));
+                            return Ok(());
+                        }
+                        if stanza.is_iq_request() {
+                            state.handle_server_iq(&stanza, IqTarget::Account(own_bare));
+                        }
+                    }
+                    Some(t) if t == own_bare && stanza.is_iq_request() => {
+                        state.handle_server_iq(&stanza, IqTarget::Account(own_bare));
+                    }
+                    Some(_) => router::route(state, stanza),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Send a final stream error or close, and shut the socket.
+    async fn finish(&mut self, end: End) {
+        match end {
+            End::Io => {}
+            End::PeerClosed => {
+                let _ = self.write("</stream:stream>").await;
+            }
+            End::Stream(err, text) => {
+                tracing::debug!(peer = %self.peer, error = %err, text = ?text, "closing with a stream error");
+                let mut out = String::new();
+                if !self.header_sent {
+                    out.push_str(&xml::stream_header(
+                        ns::CLIENT,
+                        Some(if self.domain.is_empty() {
+                            self.state.config.default_domain()
+                        } else {
+                            &self.domain
+                        }),
+                        None,
+                        Some(&random_id()),
+                        &[],
+                    ));
+                }
+                out.push_str(&err.to_xml(text.as_deref()));
+                out.push_str("</stream:stream>");
+                let _ = self.write(&out).await;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.shutdown()).await;
+    }
+
+    /// Unbind, tell contacts we left, and send anything still queued elsewhere.
+    async fn close_session(&mut self, bound: &Bound, end: End) {
+        let handle = &bound.0;
+        let last = self.state.sessions.unbind(&handle.jid, handle.id);
+        self.finish(end).await;
+        if let Some(last) = last {
+            presence::on_session_closed(&self.state, last);
+        }
+        tracing::info!(jid = %handle.jid, "session closed");
+    }
+}
+
+/// Re-route what a closed session never wrote: messages go to other resources or offline
+/// storage (RFC 6121 §8.5.3.2.1), the rest is dropped.
+fn requeue(state: &Arc<ServerState>, mut rx: mpsc::Receiver<Outbound>) {
+    rx.close();
+    while let Ok(msg) = rx.try_recv() {
+        if let Outbound::Stanza(s) = msg {
+            if s.kind() == StanzaKind::Message {
+                router::route(state, s);
+            }
+        }
+    }
+}
+
+fn reply_to_self(mut reply: Stanza, full: &Jid) -> Stanza {
+    reply.set_to(full);
+    reply
+}
+
+fn mechanisms_element(offered: &[Mechanism]) -> Element {
+    let mut m = Element::new("mechanisms", ns::SASL);
+    for mech in offered {
+        m.push_child(Element::new("mechanism", ns::SASL).with_text(mech.name()));
+    }
+    m
+}
+
+fn sasl_failure(f: SaslFailure) -> String {
+    format!(
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><{}/></failure>",
+        f.condition()
+    )
+}
+
+/// Decode a SASL payload: empty text means no data, "=" means empty data.
+fn decode_sasl(text: &str) -> Result<Option<Vec<u8>>, ()> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if t == "=" {
+        return Ok(Some(Vec::new()));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(t)
+        .map(Some)
+        .map_err(|_| ())
+}
+
+/// A random identifier for stream ids and generated resources.
+pub fn random_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..16)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}

@@ -1,0 +1,196 @@
+//! The router: where a stanza goes once its sender is known (its `from` is trusted).
+//!
+//! Rules (RFC 6121 §8), for a stanza addressed to a hosted domain:
+//!
+//! | to                         | message                                   | presence                         | iq (get/set)                  |
+//! |----------------------------|-------------------------------------------|----------------------------------|-------------------------------|
+//! | domain                     | dropped (errors silently)                 | dropped                          | server modules                |
+//! | user@domain, no account    | `service-unavailable`                     | dropped                          | `service-unavailable`         |
+//! | user@domain (bare)         | chat/normal: top-priority non-negative resources, else offline; headline: all non-negative, else dropped; groupchat: `service-unavailable` | subscription types: roster state machine; probe: answered; others: every available resource | server answers for the account (modules) |
+//! | user@domain/res, bound     | delivered                                 | delivered (subscription types as bare) | delivered               |
+//! | user@domain/res, not bound | chat/normal/headline: as bare; groupchat: `service-unavailable` | subscription types as bare; others dropped | `service-unavailable` |
+//!
+//! A stanza of type `error` is never answered with an error; an IQ result/error is never
+//! answered at all. A domain we do not host gets `remote-server-not-found` until federation
+//! lands (issue 3).
+
+use std::sync::Arc;
+
+use crate::im::{offline, presence};
+use crate::jid::Jid;
+use crate::modules::IqTarget;
+use crate::proto::{Stanza, StanzaError, StanzaKind};
+use crate::server::ServerState;
+
+/// Route a stanza whose `from` has been set by the server.
+pub fn route(state: &Arc<ServerState>, stanza: Stanza) {
+    let to = match stanza.to() {
+        Ok(Some(to)) => to,
+        Ok(None) => {
+            // Callers resolve a missing `to` before routing; treat it as the sender's account.
+            match stanza.from() {
+                Ok(Some(from)) => from.to_bare(),
+                _ => return,
+            }
+        }
+        Err(_) => {
+            bounce(state, &stanza, StanzaError::jid_malformed());
+            return;
+        }
+    };
+    if !state.config.hosts(to.domain()) {
+        // Federation is issue 3: nothing leaves this server yet. Presence broadcasts to
+        // remote contacts are dropped quietly; requests and messages bounce.
+        if stanza.kind() == StanzaKind::Presence && stanza.type_attr() != Some("subscribe") {
+            return;
+        }
+        bounce(
+            state,
+            &stanza,
+            StanzaError::remote_server_not_found()
+                .with_text(format!("{} is not served here", to.domain())),
+        );
+        return;
+    }
+    if to.node().is_none() {
+        route_to_domain(state, stanza, to);
+        return;
+    }
+    let bare = to.to_bare();
+    match state.account_exists(&bare) {
+        Ok(true) => {}
+        Ok(false) => {
+            if stanza.kind() != StanzaKind::Presence {
+                bounce(state, &stanza, StanzaError::service_unavailable());
+            }
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storage lookup failed while routing");
+            bounce(state, &stanza, StanzaError::internal_server_error());
+            return;
+        }
+    }
+    if to.is_full() {
+        route_to_full(state, stanza, to);
+    } else {
+        route_to_bare(state, stanza, bare);
+    }
+}
+
+fn route_to_domain(state: &Arc<ServerState>, stanza: Stanza, to: Jid) {
+    match stanza.kind() {
+        StanzaKind::Iq if stanza.is_iq_request() && to.is_bare() => {
+            state.handle_server_iq(&stanza, IqTarget::Server(to));
+        }
+        StanzaKind::Iq => {
+            if stanza.is_iq_request() {
+                bounce(state, &stanza, StanzaError::service_unavailable());
+            }
+        }
+        StanzaKind::Message | StanzaKind::Presence => {}
+    }
+}
+
+fn route_to_full(state: &Arc<ServerState>, stanza: Stanza, to: Jid) {
+    if stanza.kind() == StanzaKind::Presence && presence::is_subscription_type(&stanza) {
+        route_to_bare(state, stanza, to.to_bare());
+        return;
+    }
+    let stanza = match state.sessions.get(&to) {
+        Some(session) => {
+            // Presence to a full JID that is not available is still delivered: directed
+            // presence reaches connected resources (RFC 6121 §8.5.3.1).
+            match session.handle.send(stanza) {
+                Ok(()) => return,
+                Err(s) => s,
+            }
+        }
+        None => stanza,
+    };
+    match stanza.kind() {
+        StanzaKind::Message => match stanza.type_attr() {
+            Some("groupchat") => bounce(state, &stanza, StanzaError::service_unavailable()),
+            Some("error") => {}
+            _ => route_to_bare(state, stanza, to.to_bare()),
+        },
+        StanzaKind::Presence => {}
+        StanzaKind::Iq => {
+            if stanza.is_iq_request() {
+                bounce(state, &stanza, StanzaError::service_unavailable());
+            }
+        }
+    }
+}
+
+fn route_to_bare(state: &Arc<ServerState>, stanza: Stanza, bare: Jid) {
+    match stanza.kind() {
+        StanzaKind::Iq => {
+            if stanza.is_iq_request() {
+                state.handle_server_iq(&stanza, IqTarget::Account(bare));
+            }
+        }
+        StanzaKind::Presence => presence::inbound_to_bare(state, stanza, &bare),
+        StanzaKind::Message => deliver_message_to_bare(state, stanza, &bare),
+    }
+}
+
+/// Deliver a message addressed to an account's bare JID (RFC 6121 §8.5.2.1).
+pub fn deliver_message_to_bare(state: &Arc<ServerState>, stanza: Stanza, bare: &Jid) {
+    let msg_type = stanza.type_attr().unwrap_or("normal").to_string();
+    match msg_type.as_str() {
+        "groupchat" => {
+            bounce(state, &stanza, StanzaError::service_unavailable());
+            return;
+        }
+        "error" => return,
+        _ => {}
+    }
+    let available: Vec<_> = state
+        .sessions
+        .resources(bare)
+        .into_iter()
+        .filter(|r| r.is_available() && r.priority >= 0)
+        .collect();
+    let targets: Vec<_> = if msg_type == "headline" {
+        available
+    } else {
+        let top = available.iter().map(|r| r.priority).max();
+        available
+            .into_iter()
+            .filter(|r| Some(r.priority) == top)
+            .collect()
+    };
+    let mut delivered = false;
+    let mut last = None;
+    for target in targets {
+        match target.handle.send(stanza.clone()) {
+            Ok(()) => delivered = true,
+            Err(s) => last = Some(s),
+        }
+    }
+    if delivered {
+        return;
+    }
+    let _ = last;
+    if msg_type == "headline" {
+        return;
+    }
+    offline::store(state, stanza, bare);
+}
+
+/// Send an error reply for `stanza` back to its sender, unless it is itself an error or an
+/// IQ response (RFC 6120 §8.3.1).
+pub fn bounce(state: &Arc<ServerState>, stanza: &Stanza, error: StanzaError) {
+    if stanza.is_error() {
+        return;
+    }
+    if stanza.kind() == StanzaKind::Iq && !stanza.is_iq_request() {
+        return;
+    }
+    if stanza.attr("from").is_none() {
+        return;
+    }
+    let reply = error.reply_to(stanza);
+    route(state, reply);
+}

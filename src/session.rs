@@ -1,0 +1,250 @@
+//! The session registry: which full JIDs are bound on this server, their send handles, and the
+//! presence state the routing rules need (available or not, priority, last broadcast
+//! presence, whether the client asked for its roster, directed presence targets).
+//!
+//! One connection task owns each socket; everyone else holds a [`SessionHandle`], a bounded
+//! channel sender. [`SessionHandle::send`] never waits: a full queue means the client is not
+//! reading, and the stanza is handed back so the caller can fall back (offline storage, other
+//! resources) while the session is closed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+
+use crate::jid::Jid;
+use crate::proto::{Stanza, StreamError};
+use crate::xml::Element;
+
+/// Depth of each session's outbound queue.
+pub const SESSION_QUEUE: usize = 4096;
+
+/// What other tasks ask a connection task to do.
+#[derive(Debug)]
+pub enum Outbound {
+    Stanza(Stanza),
+    /// Close the stream with this error (conflict, system-shutdown, …).
+    Close(StreamError, Option<String>),
+}
+
+/// A cheap, clonable handle to one bound session.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    pub id: u64,
+    pub jid: Jid,
+    tx: mpsc::Sender<Outbound>,
+}
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+impl SessionHandle {
+    /// A new handle and the receiver the connection task reads.
+    pub fn new(jid: Jid) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        (
+            SessionHandle {
+                id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+                jid,
+                tx,
+            },
+            rx,
+        )
+    }
+
+    /// Queue a stanza; on a closed or full queue the stanza comes back. A full queue also
+    /// asks the session to close (the client stopped reading).
+    pub fn send(&self, stanza: Stanza) -> Result<(), Stanza> {
+        match self.tx.try_send(Outbound::Stanza(stanza)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(Outbound::Stanza(s))) => Err(s),
+            Err(mpsc::error::TrySendError::Full(Outbound::Stanza(s))) => {
+                tracing::warn!(jid = %self.jid, "outbound queue full; closing the session");
+                self.close(
+                    StreamError::PolicyViolation,
+                    Some("too many stanzas waiting: the client is not reading"),
+                );
+                Err(s)
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Ask the session to close with a stream error. Uses a spawned send so that a full
+    /// queue still gets the close request.
+    pub fn close(&self, err: StreamError, text: Option<&str>) {
+        let tx = self.tx.clone();
+        let msg = Outbound::Close(err, text.map(str::to_string));
+        if let Err(mpsc::error::TrySendError::Full(msg)) = tx.try_send(msg) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = tx.send(msg).await;
+                });
+            }
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Per-resource state.
+#[derive(Debug, Clone)]
+pub struct ResourceState {
+    pub handle: SessionHandle,
+    /// The last available presence the client broadcast (None: not available).
+    pub presence: Option<Element>,
+    pub priority: i8,
+    /// The client requested the roster (it gets roster pushes).
+    pub interested: bool,
+    /// Full or bare JIDs that got directed presence and are not roster subscribers.
+    pub directed: HashSet<Jid>,
+}
+
+impl ResourceState {
+    pub fn is_available(&self) -> bool {
+        self.presence.is_some()
+    }
+}
+
+/// Bound sessions by account and resource.
+#[derive(Default)]
+pub struct SessionRegistry {
+    accounts: Mutex<HashMap<Jid, HashMap<String, ResourceState>>>,
+}
+
+/// Why a bind was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BindError {
+    TooManyResources,
+}
+
+impl SessionRegistry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Jid, HashMap<String, ResourceState>>> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that
+        // matters more than losing every session, so recover the data.
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bind a full JID. An existing session with the same resource is returned so the caller
+    /// can close it with `<conflict/>` (the newest session wins, as in Prosody's default).
+    pub fn bind(
+        &self,
+        handle: SessionHandle,
+        max_resources: usize,
+    ) -> Result<Option<SessionHandle>, BindError> {
+        let bare = handle.jid.to_bare();
+        let resource = handle.jid.resource().unwrap_or_default().to_string();
+        let mut map = self.lock();
+        let resources = map.entry(bare).or_default();
+        if !resources.contains_key(&resource) && resources.len() >= max_resources {
+            return Err(BindError::TooManyResources);
+        }
+        let old = resources.insert(
+            resource,
+            ResourceState {
+                handle,
+                presence: None,
+                priority: 0,
+                interested: false,
+                directed: HashSet::new(),
+            },
+        );
+        Ok(old.map(|s| s.handle))
+    }
+
+    /// Remove a session if it is still the one bound (by id); returns its last state.
+    pub fn unbind(&self, jid: &Jid, id: u64) -> Option<ResourceState> {
+        let bare = jid.to_bare();
+        let mut map = self.lock();
+        let resources = map.get_mut(&bare)?;
+        let resource = jid.resource()?;
+        if resources.get(resource).map(|s| s.handle.id) != Some(id) {
+            return None;
+        }
+        let state = resources.remove(resource);
+        if resources.is_empty() {
+            map.remove(&bare);
+        }
+        state
+    }
+
+    /// The state of one full JID.
+    pub fn get(&self, full: &Jid) -> Option<ResourceState> {
+        let map = self.lock();
+        map.get(&full.to_bare())?.get(full.resource()?).cloned()
+    }
+
+    /// Every bound resource of an account.
+    pub fn resources(&self, bare: &Jid) -> Vec<ResourceState> {
+        let map = self.lock();
+        map.get(&bare.to_bare())
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Update one session's state under the lock; returns what `f` returned, or None when the
+    /// session is gone.
+    pub fn update<T>(&self, full: &Jid, f: impl FnOnce(&mut ResourceState) -> T) -> Option<T> {
+        let mut map = self.lock();
+        let state = map.get_mut(&full.to_bare())?.get_mut(full.resource()?)?;
+        Some(f(state))
+    }
+
+    /// Number of bound sessions.
+    pub fn count(&self) -> usize {
+        self.lock().values().map(HashMap::len).sum()
+    }
+
+    /// Every session handle (for shutdown).
+    pub fn all_handles(&self) -> Vec<SessionHandle> {
+        self.lock()
+            .values()
+            .flat_map(|r| r.values().map(|s| s.handle.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> Jid {
+        Jid::parse(s).unwrap()
+    }
+
+    #[test]
+    fn bind_conflict_returns_old_handle_and_unbind_checks_id() {
+        let reg = SessionRegistry::default();
+        let (h1, _r1) = SessionHandle::new(jid("a@x/r"));
+        let (h2, _r2) = SessionHandle::new(jid("a@x/r"));
+        assert!(reg.bind(h1.clone(), 8).unwrap().is_none());
+        let old = reg.bind(h2.clone(), 8).unwrap().unwrap();
+        assert_eq!(old.id, h1.id);
+        // The old session's late unbind must not remove the new one.
+        assert!(reg.unbind(&jid("a@x/r"), h1.id).is_none());
+        assert_eq!(reg.count(), 1);
+        assert!(reg.unbind(&jid("a@x/r"), h2.id).is_some());
+        assert_eq!(reg.count(), 0);
+    }
+
+    #[test]
+    fn resource_limit() {
+        let reg = SessionRegistry::default();
+        let (h1, _r1) = SessionHandle::new(jid("a@x/1"));
+        let (h2, _r2) = SessionHandle::new(jid("a@x/2"));
+        reg.bind(h1, 1).unwrap();
+        assert_eq!(reg.bind(h2, 1).unwrap_err(), BindError::TooManyResources);
+    }
+
+    #[test]
+    fn full_queue_hands_the_stanza_back() {
+        let (h, _rx) = SessionHandle::new(jid("a@x/1"));
+        let st = Stanza(crate::proto::stanza::new(crate::proto::StanzaKind::Message));
+        for _ in 0..SESSION_QUEUE {
+            h.send(st.clone()).unwrap();
+        }
+        assert!(h.send(st).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! Lexical helpers for the stream parser: XML names, character checks, the attribute list of a
+//! complete tag, and turning raw attribute values and character data into strings (line-end
+//! normalisation and entity expansion are delegated to quick-xml's helpers).
+//!
+//! Everything here works on one complete token that has already been cut out of the input
+//! buffer and checked to be UTF-8; nothing here can panic on input.
+
+use std::borrow::Cow;
+
+use quick_xml::escape::{resolve_xml_entity, unescape_with, EscapeError};
+use quick_xml::events::attributes::Attribute;
+use quick_xml::events::{BytesCData, BytesText};
+use quick_xml::name::QName;
+use quick_xml::XmlVersion;
+
+use super::XmlError;
+
+/// Most attributes (namespace declarations included) accepted on one element.
+pub const MAX_ATTRIBUTES: usize = 256;
+
+/// XML white space (`S` production).
+pub fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+fn is_name_start(c: char) -> bool {
+    matches!(c,
+        ':' | 'A'..='Z' | '_' | 'a'..='z'
+        | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+}
+
+fn is_name_char(c: char) -> bool {
+    is_name_start(c)
+        || matches!(c,
+            '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// An XML `Name` (colons allowed).
+pub fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if is_name_start(c) => chars.all(is_name_char),
+        _ => false,
+    }
+}
+
+/// A name without colon (`NCName` of Namespaces in XML).
+pub fn is_ncname(s: &str) -> bool {
+    !s.contains(':') && is_name(s)
+}
+
+/// The start of `s`, for error messages (input can be huge).
+pub fn excerpt(s: &str) -> String {
+    const MAX: usize = 40;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Split a qualified name into (prefix, local part), checking it is a `QName`.
+pub fn split_qname(s: &str) -> Result<(Option<&str>, &str), XmlError> {
+    let ok = match s.split_once(':') {
+        Some((p, l)) => is_ncname(p) && is_ncname(l),
+        None => is_ncname(s),
+    };
+    if !ok {
+        return Err(XmlError::NotWellFormed(format!(
+            "invalid name {:?}",
+            excerpt(s)
+        )));
+    }
+    Ok(match s.split_once(':') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, s),
+    })
+}
+
+/// Reject characters XML 1.0 does not allow (`Char` production). `s` is valid UTF-8, so only
+/// C0 controls and U+FFFE/U+FFFF need looking for (surrogates cannot occur).
+pub fn check_chars(s: &str) -> Result<(), XmlError> {
+    let b = s.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        let bad = (c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r'))
+            || (c == 0xEF
+                && b.get(i + 1) == Some(&0xBF)
+                && matches!(b.get(i + 2), Some(0xBE | 0xBF)));
+        if bad {
+            return Err(XmlError::NotWellFormed(
+                "character not allowed in XML".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A start tag split into its name and raw (still escaped) attribute values.
+#[derive(Debug)]
+pub struct RawTag<'a> {
+    pub name: &'a str,
+    pub attrs: Vec<(&'a str, &'a str)>,
+}
+
+/// Parse the inside of a start tag (between `<` and `>` or `/>`).
+pub fn parse_tag(content: &str) -> Result<RawTag<'_>, XmlError> {
+    let name_end = content.bytes().position(is_ws).unwrap_or(content.len());
+    let name = content.get(..name_end).unwrap_or_default();
+    split_qname(name)?;
+    let attrs = parse_attrs(content.get(name_end..).unwrap_or_default())?;
+    Ok(RawTag { name, attrs })
+}
+
+fn malformed(msg: &str) -> XmlError {
+    XmlError::NotWellFormed(msg.to_string())
+}
+
+/// Parse `S name='value' S name="value" ...` (attribute list or XML declaration
+/// pseudo-attributes). Each attribute must be preceded by white space; values stay raw.
+/// Duplicate names and more than [`MAX_ATTRIBUTES`] attributes are refused.
+pub fn parse_attrs(s: &str) -> Result<Vec<(&str, &str)>, XmlError> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        let ws_start = i;
+        while i < b.len() && is_ws(b[i]) {
+            i += 1;
+        }
+        if i == b.len() {
+            break;
+        }
+        if i == ws_start {
+            return Err(malformed("attributes must be separated by white space"));
+        }
+        if out.len() == MAX_ATTRIBUTES {
+            return Err(XmlError::PolicyViolation(format!(
+                "more than {MAX_ATTRIBUTES} attributes on one element"
+            )));
+        }
+        let name_start = i;
+        while i < b.len() && b[i] != b'=' && !is_ws(b[i]) {
+            i += 1;
+        }
+        // All cut points below sit on ASCII bytes, so `get` never fails on a char boundary.
+        let name = s.get(name_start..i).unwrap_or_default();
+        split_qname(name)?;
+        while i < b.len() && is_ws(b[i]) {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'=') {
+            return Err(malformed("expected '=' after an attribute name"));
+        }
+        i += 1;
+        while i < b.len() && is_ws(b[i]) {
+            i += 1;
+        }
+        let quote = match b.get(i) {
+            Some(&q @ (b'\'' | b'"')) => q,
+            _ => return Err(malformed("attribute value must be quoted")),
+        };
+        i += 1;
+        let Some(len) = b[i..].iter().position(|&c| c == quote) else {
+            return Err(malformed("unterminated attribute value"));
+        };
+        let value = s.get(i..i + len).unwrap_or_default();
+        if value.contains('<') {
+            return Err(malformed("'<' in an attribute value"));
+        }
+        i += len + 1;
+        out.push((name, value));
+    }
+    if out.len() > 1 {
+        let mut names: Vec<&str> = out.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(XmlError::NotWellFormed(format!(
+                "duplicate attribute {:?}",
+                excerpt(w[0])
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn escape_error(e: EscapeError) -> XmlError {
+    match e {
+        EscapeError::UnrecognizedEntity(_, name) if is_name(&name) => XmlError::RestrictedXml(
+            format!("entity reference &{}; is not allowed", excerpt(&name)),
+        ),
+        EscapeError::UnrecognizedEntity(..) | EscapeError::UnterminatedEntity(_) => {
+            malformed("malformed entity or character reference")
+        }
+        EscapeError::InvalidCharRef(e) => {
+            XmlError::NotWellFormed(format!("invalid character reference: {e}"))
+        }
+        EscapeError::TooManyNestedEntities => {
+            XmlError::RestrictedXml("nested entity expansion".to_string())
+        }
+    }
+}
+
+/// Normalise and unescape a raw attribute value (XML 1.0 §3.3.3: literal tab, CR and LF
+/// become spaces; the five predefined entities and character references are expanded).
+pub fn attr_value(raw: &str) -> Result<String, XmlError> {
+    let attr = Attribute {
+        key: QName("a"),
+        value: Cow::Borrowed(raw),
+    };
+    let value = attr
+        .normalized_value_with(XmlVersion::Implicit1_0, 1, resolve_xml_entity)
+        .map_err(|e| match e {
+            quick_xml::Error::Escape(e) => escape_error(e),
+            other => XmlError::NotWellFormed(other.to_string()),
+        })?;
+    check_chars(&value)?;
+    Ok(value.into_owned())
+}
+
+/// Character data between tags: line ends normalised, references expanded.
+pub fn text_value(raw: &str) -> Result<String, XmlError> {
+    if raw.contains("]]>") {
+        return Err(malformed("']]>' in character data"));
+    }
+    let text = BytesText::from_escaped(raw);
+    let normalized = text.xml10_content();
+    let value = unescape_with(&normalized, resolve_xml_entity).map_err(escape_error)?;
+    check_chars(&value)?;
+    Ok(value.into_owned())
+}
+
+/// The content of a CDATA section: line ends normalised, nothing else.
+pub fn cdata_value(raw: &str) -> Result<String, XmlError> {
+    let value = BytesCData::new(raw).xml10_content().into_owned();
+    check_chars(&value)?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_name("stream:stream"));
+        assert!(is_ncname("héllo-1.x"));
+        assert!(!is_name("1abc"));
+        assert!(!is_name(""));
+        assert!(split_qname("a:b:c").is_err());
+        assert!(split_qname(":a").is_err());
+        assert!(split_qname("a:").is_err());
+        assert_eq!(split_qname("db:result").unwrap(), (Some("db"), "result"));
+    }
+
+    #[test]
+    fn attribute_lists() {
+        let a = parse_attrs(" a='1'\tb = \"2'\" ").unwrap();
+        assert_eq!(a, vec![("a", "1"), ("b", "2'")]);
+        assert!(parse_attrs(" a='1'b='2'").is_err());
+        assert!(parse_attrs(" a=1").is_err());
+        assert!(parse_attrs(" a").is_err());
+        assert!(parse_attrs(" a='1").is_err());
+        assert!(parse_attrs(" a='<'").is_err());
+        assert!(matches!(
+            parse_attrs(" a='1' a='2'"),
+            Err(XmlError::NotWellFormed(m)) if m.contains("duplicate")
+        ));
+    }
+
+    #[test]
+    fn values() {
+        assert_eq!(attr_value("a\tb\r\nc&#10;&amp;&lt;").unwrap(), "a b c\n&<");
+        assert_eq!(text_value("a\r\nb\rc&#13;&gt;").unwrap(), "a\nb\nc\r>");
+        assert_eq!(cdata_value("x\r\n&amp;").unwrap(), "x\n&amp;");
+        assert!(matches!(
+            text_value("&nbsp;"),
+            Err(XmlError::RestrictedXml(_))
+        ));
+        assert!(matches!(
+            text_value("a & b"),
+            Err(XmlError::NotWellFormed(_))
+        ));
+        assert!(matches!(
+            text_value("&#0;"),
+            Err(XmlError::NotWellFormed(_))
+        ));
+        assert!(matches!(
+            text_value("&#1;"),
+            Err(XmlError::NotWellFormed(_))
+        ));
+        assert!(matches!(
+            text_value("&#xFFFE;"),
+            Err(XmlError::NotWellFormed(_))
+        ));
+        assert!(matches!(
+            text_value("&#xD800;"),
+            Err(XmlError::NotWellFormed(_))
+        ));
+        assert!(matches!(
+            text_value("\u{1}"),
+            Err(XmlError::NotWellFormed(_))
+        ));
+    }
+}
