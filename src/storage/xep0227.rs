@@ -13,20 +13,24 @@
 //!   it.
 //! - one `<scram-credentials xmlns='urn:xmpp:pie:0#scram'>` per hash: `SCRAM-SHA-1`,
 //!   `SCRAM-SHA-256`, `SCRAM-SHA-512`, each with `<iter-count>`, `<salt>`, `<server-key>` and
-//!   `<stored-key>` (base64). No plaintext password is ever written.
+//!   `<stored-key>` (base64). Hashes whose keys are empty (accounts imported with partial
+//!   credentials) are left out; an account with no usable keys at all is written without
+//!   credentials, and an import will not recreate it. No plaintext password is written.
 //! - the roster as `<query xmlns='jabber:iq:roster' ver='…'>` in the RFC 6121 format: `jid`,
 //!   `name`, `subscription`, `ask='subscribe'` for an outbound request awaiting an answer,
 //!   `approved='true'` for a pre-approved subscription (RFC 6121 §3.4), and `<group>`s. `ver`
 //!   is our roster version (omitted while it is 0).
 //! - inbound subscription requests waiting for the user, as the XEP's `<presence
-//!   xmlns='jabber:client' type='subscribe' from='…'/>` children of `<user>`. A roster item
-//!   that exists only to hold such a request (subscription none, no outbound request,
-//!   pre-approval, name or group) is written only as that presence, not as a roster item.
+//!   xmlns='jabber:client' type='subscribe' from='…'/>` children of `<user>`: the request
+//!   stanzas the presence code keeps in the keyed store [`PENDING_STORE`] (key: the contact's
+//!   bare JID), plus a bare request for any roster item flagged [`RosterItem::pending_in`]
+//!   without a stored request. (The presence code does not use that flag; on import, every
+//!   request goes to [`PENDING_STORE`], so the flag becomes a stored request.)
 //! - the vCard (store [`stores::VCARD`], key `""`) as `<vCard xmlns='vcard-temp'>`.
 //! - private XML storage (store [`stores::PRIVATE`]) as `<query xmlns='jabber:iq:private'>`
 //!   with every stored element.
 //!
-//! Not exported: keyed stores other than those two (the trait cannot enumerate stores; PEP,
+//! Not exported: keyed stores other than those three (the trait cannot enumerate stores; PEP,
 //! privacy lists and archives need their own sections when modules store them), and offline
 //! sequence numbers (import assigns new ones, in the same order).
 //!
@@ -43,18 +47,25 @@
 //! `<server-data>`, `<host>` or `<user>` (relative paths only, no `parse` or `xpointer`).
 //! Host and user names are normalised like any JID. For each user:
 //!
-//! - Credentials: Oriole stores SCRAM keys for SHA-1, SHA-256 and SHA-512 together
-//!   ([`StoredCredentials`]), so a new account is created only when the file has all three.
-//!   A user with only some of them, or only a plaintext `password` attribute (deriving keys
-//!   from it is not wired in yet), or none, is not imported at all and is listed in
-//!   [`ImportReport::skipped`] with the reason.
+//! - Credentials: the `<scram-credentials>` for SCRAM-SHA-1, -256 and -512 are taken as they
+//!   are. When some are missing (other servers often keep SHA-1 only) and there is no
+//!   plaintext password, the account is created with empty keys for the missing hashes,
+//!   which authenticate nobody ([`ScramKeys::is_usable`]); logins with those mechanisms fail
+//!   until the password is changed, and `skipped` says so. When the SCRAM credentials are
+//!   missing, incomplete or invalid and a plaintext `password` attribute is present, all
+//!   three are derived from it ([`StoredCredentials::derive`], [`DEFAULT_ITERATIONS`]). A user
+//!   with no usable credentials at all is not imported, and is listed in `skipped` with the
+//!   reason.
 //! - An account that exists already is merged: complete credentials in the file replace the
 //!   stored ones (otherwise the stored ones stay, with a note in `skipped`); roster items in
-//!   the file replace the stored items for the same contact (a stored pending inbound request
-//!   is kept) and other stored items stay; the vCard and private elements in the file replace
-//!   the stored ones with the same key and others stay; offline stanzas are appended, except
+//!   the file replace the stored items for the same contact (keeping a stored `pending_in`)
+//!   and other stored items stay; the vCard, private elements and subscription requests in
+//!   the file replace the stored ones with the same key and others stay; offline stanzas are
+//!   appended, except
 //!   that a stanza identical to one already queued before the import is not added twice, so
-//!   running the same import again changes nothing.
+//!   running the same import again changes nothing (but credentials derived from a plaintext
+//!   password get fresh salts). Imported stanzas (offline messages, subscription requests)
+//!   are stored in `jabber:client` with the namespace declared (`Element::to_string`).
 //! - The roster `ver` cannot be restored (the trait has no way to set it); the imported
 //!   roster gets a version from the importing store. Oriole's versions never repeat within a
 //!   store, but they can coincide with a number the old server used, so a client that cached
@@ -67,7 +78,7 @@
 //! A storage error aborts the import where it happened; what was written so far stays, and
 //! running the import again is safe (see the merge rules).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -75,7 +86,8 @@ use base64::Engine as _;
 
 use super::sled_store::split_account;
 use super::{stores, Result, RosterItem, Storage, StorageError, Subscription};
-use crate::auth::credentials::{ScramKeys, StoredCredentials};
+use crate::auth::credentials::{ScramHash, ScramKeys, StoredCredentials, DEFAULT_ITERATIONS};
+use crate::im::presence::PENDING_STORE;
 use crate::jid::Jid;
 use crate::proto::ns;
 use crate::xml::{escape_attr, rename_ns, Element, Node};
@@ -87,11 +99,11 @@ pub const NS_SCRAM: &str = "urn:xmpp:pie:0#scram";
 /// XInclude, for files split per host and per user.
 pub const NS_XINCLUDE: &str = "http://www.w3.org/2001/XInclude";
 
-/// The SCRAM mechanisms exported and required on import, with their hash output length.
-const MECHANISMS: [(&str, usize); 3] = [
-    ("SCRAM-SHA-1", 20),
-    ("SCRAM-SHA-256", 32),
-    ("SCRAM-SHA-512", 64),
+/// The SCRAM mechanisms exported and imported, in the order they are written.
+const MECHANISMS: [(&str, ScramHash); 3] = [
+    ("SCRAM-SHA-1", ScramHash::Sha1),
+    ("SCRAM-SHA-256", ScramHash::Sha256),
+    ("SCRAM-SHA-512", ScramHash::Sha512),
 ];
 
 /// What an import did.
@@ -99,11 +111,11 @@ const MECHANISMS: [(&str, usize); 3] = [
 pub struct ImportReport {
     /// Accounts created or merged.
     pub accounts: usize,
-    /// Roster items written (including items created for pending inbound requests).
+    /// Roster items written.
     pub roster_items: usize,
     /// Offline stanzas queued.
     pub offline: usize,
-    /// vCards and private XML elements written.
+    /// vCards, private XML elements and pending subscription requests written.
     pub items: usize,
     /// Everything not imported, one line each with the reason.
     pub skipped: Vec<String>,
@@ -112,10 +124,7 @@ pub struct ImportReport {
     pub hosts: Vec<String>,
 }
 
-/// How the module turns text into elements: the real parser, or a stand-in in tests.
-type ParseFn<'a> = &'a dyn Fn(&str) -> std::result::Result<Element, String>;
-
-fn parse_real(text: &str) -> std::result::Result<Element, String> {
+fn parse(text: &str) -> std::result::Result<Element, String> {
     crate::xml::parser::parse_element(text).map_err(|e| format!("{e:?}"))
 }
 
@@ -126,7 +135,7 @@ fn parse_real(text: &str) -> std::result::Result<Element, String> {
 /// Export all accounts of `domains` as a XEP-0227 document. Fails on stored XML that does not
 /// parse.
 pub fn export(store: &dyn Storage, domains: &[String]) -> Result<String> {
-    export_impl(store, domains, &parse_real, None)
+    export_impl(store, domains, None)
 }
 
 /// Like [`export`], but skips stored documents that do not parse and lists them.
@@ -135,14 +144,13 @@ pub fn export_with_report(
     domains: &[String],
 ) -> Result<(String, Vec<String>)> {
     let mut skipped = Vec::new();
-    let out = export_impl(store, domains, &parse_real, Some(&mut skipped))?;
+    let out = export_impl(store, domains, Some(&mut skipped))?;
     Ok((out, skipped))
 }
 
 fn export_impl(
     store: &dyn Storage,
     domains: &[String],
-    parse: ParseFn<'_>,
     mut lenient: Option<&mut Vec<String>>,
 ) -> Result<String> {
     let mut out = String::from("<?xml version='1.0' encoding='UTF-8'?>\n");
@@ -163,7 +171,7 @@ fn export_impl(
         escape_attr(domain, &mut out);
         out.push_str("'>\n");
         for account in &accounts {
-            export_user(&mut out, store, account, parse, &mut lenient)?;
+            export_user(&mut out, store, account, &mut lenient)?;
         }
         out.push_str("  </host>\n");
     }
@@ -175,7 +183,6 @@ fn export_impl(
 fn stored_element(
     text: &str,
     what: impl FnOnce() -> String,
-    parse: ParseFn<'_>,
     lenient: &mut Option<&mut Vec<String>>,
 ) -> Result<Option<Element>> {
     match parse(text) {
@@ -244,16 +251,6 @@ fn normalise_stanza_ns(el: &mut Element) {
     }
 }
 
-/// An item that exists only to hold an inbound subscription request.
-fn is_pending_only(item: &RosterItem) -> bool {
-    item.pending_in
-        && item.subscription == Subscription::None
-        && !item.ask_out
-        && !item.approved
-        && item.name.is_none()
-        && item.groups.is_empty()
-}
-
 fn scram_element(mechanism: &str, keys: &ScramKeys) -> Element {
     Element::new("scram-credentials", NS_SCRAM)
         .with_attr("mechanism", mechanism)
@@ -284,7 +281,6 @@ fn export_user(
     out: &mut String,
     store: &dyn Storage,
     account: &str,
-    parse: ParseFn<'_>,
     lenient: &mut Option<&mut Vec<String>>,
 ) -> Result<()> {
     let Some(creds) = store.get_credentials(account)? else {
@@ -301,7 +297,7 @@ fn export_user(
         out.push_str("      <offline-messages>\n");
         for (seq, xml) in &queue {
             let what = || format!("offline stanza {seq} of {account}");
-            if let Some(mut el) = stored_element(xml, what, parse, lenient)? {
+            if let Some(mut el) = stored_element(xml, what, lenient)? {
                 normalise_stanza_ns(&mut el);
                 write_line(out, &el, NS_PIE, 8);
             }
@@ -309,11 +305,12 @@ fn export_user(
         out.push_str("      </offline-messages>\n");
     }
 
-    for ((mechanism, _), keys) in MECHANISMS
-        .iter()
-        .zip([&creds.sha1, &creds.sha256, &creds.sha512])
-    {
-        write_line(out, &scram_element(mechanism, keys), NS_PIE, 6);
+    for (mechanism, hash) in MECHANISMS {
+        let keys = creds.keys(hash);
+        // Hashes an import could not fill are stored empty; they have nothing to export.
+        if keys.is_usable(hash) {
+            write_line(out, &scram_element(mechanism, keys), NS_PIE, 6);
+        }
     }
 
     let roster = store.get_roster(account)?;
@@ -321,20 +318,35 @@ fn export_user(
     if roster.version > 0 {
         query.set_attr("ver", roster.version.to_string());
     }
-    for item in roster.items.values().filter(|i| !is_pending_only(i)) {
+    for item in roster.items.values() {
         query.push_child(roster_item_element(item));
     }
     write_block(out, &query, NS_PIE, 6);
+
+    // Inbound subscription requests: the stored request stanzas, and a bare request for an
+    // item flagged `pending_in` that has none.
+    let mut requests = BTreeMap::new();
+    for (contact, xml) in store.list_items(PENDING_STORE, account)? {
+        let what = || format!("subscription request from {contact} to {account}");
+        if let Some(mut el) = stored_element(&xml, what, lenient)? {
+            normalise_stanza_ns(&mut el);
+            requests.insert(contact, el);
+        }
+    }
     for item in roster.items.values().filter(|i| i.pending_in) {
-        let presence = Element::new("presence", ns::CLIENT)
-            .with_attr("type", "subscribe")
-            .with_attr("from", item.jid.as_str());
-        write_line(out, &presence, NS_PIE, 6);
+        requests.entry(item.jid.clone()).or_insert_with(|| {
+            Element::new("presence", ns::CLIENT)
+                .with_attr("type", "subscribe")
+                .with_attr("from", item.jid.as_str())
+        });
+    }
+    for presence in requests.values() {
+        write_line(out, presence, NS_PIE, 6);
     }
 
     if let Some(xml) = store.get_item(stores::VCARD, account, "")? {
         let what = || format!("vCard of {account}");
-        if let Some(el) = stored_element(&xml, what, parse, lenient)? {
+        if let Some(el) = stored_element(&xml, what, lenient)? {
             write_line(out, &el, NS_PIE, 6);
         }
     }
@@ -344,7 +356,7 @@ fn export_user(
         let mut query = Element::new("query", ns::PRIVATE);
         for (key, xml) in &private {
             let what = || format!("private XML {key} of {account}");
-            if let Some(el) = stored_element(xml, what, parse, lenient)? {
+            if let Some(el) = stored_element(xml, what, lenient)? {
                 query.push_child(el);
             }
         }
@@ -361,13 +373,18 @@ fn export_user(
 
 /// Import a XEP-0227 document. `<include>` elements are not followed (see [`import_file`]).
 pub fn import(store: &dyn Storage, xml: &str) -> Result<ImportReport> {
-    import_impl(store, xml, &parse_real)
+    let root = parse_document(xml, "the XEP-0227 document")?;
+    import_element(store, &root)
 }
 
 /// Import a XEP-0227 file, following XInclude `<include href='…'/>` elements relative to the
 /// including file.
 pub fn import_file(store: &dyn Storage, path: &Path) -> Result<ImportReport> {
-    import_file_impl(store, path, &parse_real)
+    let mut root = load_file(path)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    // <server-data> → <host> → <user> → user data: includes are followed at those three levels.
+    resolve_includes(&mut root, &dir, 3)?;
+    import_element(store, &root)
 }
 
 /// Import an already parsed `<server-data>` element.
@@ -394,19 +411,6 @@ pub fn import_element(store: &dyn Storage, root: &Element) -> Result<ImportRepor
     Ok(report)
 }
 
-fn import_impl(store: &dyn Storage, xml: &str, parse: ParseFn<'_>) -> Result<ImportReport> {
-    let root = parse_document(xml, parse, "the XEP-0227 document")?;
-    import_element(store, &root)
-}
-
-fn import_file_impl(store: &dyn Storage, path: &Path, parse: ParseFn<'_>) -> Result<ImportReport> {
-    let mut root = load_file(path, parse)?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    // <server-data> → <host> → <user> → user data: includes are followed at those three levels.
-    resolve_includes(&mut root, &dir, parse, 3)?;
-    import_element(store, &root)
-}
-
 /// `<name xmlns='ns'>` for messages.
 fn describe(el: &Element) -> String {
     if el.ns.is_empty() {
@@ -425,7 +429,7 @@ fn include_not_followed(el: &Element) -> String {
 
 /// Parse a whole document: skip a byte-order mark, the XML declaration, comments and
 /// whitespace around the root element, which the element parser does not expect.
-fn parse_document(text: &str, parse: ParseFn<'_>, what: &str) -> Result<Element> {
+fn parse_document(text: &str, what: &str) -> Result<Element> {
     let mut rest = text.strip_prefix('\u{feff}').unwrap_or(text);
     loop {
         rest = rest.trim_start();
@@ -444,15 +448,15 @@ fn parse_document(text: &str, parse: ParseFn<'_>, what: &str) -> Result<Element>
     parse(rest.trim_end()).map_err(|e| StorageError(format!("{what} is not well-formed XML: {e}")))
 }
 
-fn load_file(path: &Path, parse: ParseFn<'_>) -> Result<Element> {
+fn load_file(path: &Path) -> Result<Element> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| StorageError(format!("cannot read {}: {e}", path.display())))?;
-    parse_document(&text, parse, &path.display().to_string())
+    parse_document(&text, &path.display().to_string())
 }
 
 /// Replace `<include>` children of `el` by the root element of the file they name; go down
 /// `levels` levels of XEP-0227 structure (includes deeper inside user data are user data).
-fn resolve_includes(el: &mut Element, dir: &Path, parse: ParseFn<'_>, levels: usize) -> Result<()> {
+fn resolve_includes(el: &mut Element, dir: &Path, levels: usize) -> Result<()> {
     if levels == 0 {
         return Ok(());
     }
@@ -461,14 +465,14 @@ fn resolve_includes(el: &mut Element, dir: &Path, parse: ParseFn<'_>, levels: us
         let node = match node {
             Node::Element(child) if child.is("include", NS_XINCLUDE) => {
                 let path = include_path(&child, dir)?;
-                let mut included = load_file(&path, parse)?;
+                let mut included = load_file(&path)?;
                 let inc_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                resolve_includes(&mut included, &inc_dir, parse, levels - 1)?;
+                resolve_includes(&mut included, &inc_dir, levels - 1)?;
                 Node::Element(included)
             }
             Node::Element(mut child) => {
                 if child.is("host", NS_PIE) || child.is("user", NS_PIE) {
-                    resolve_includes(&mut child, dir, parse, levels - 1)?;
+                    resolve_includes(&mut child, dir, levels - 1)?;
                 }
                 Node::Element(child)
             }
@@ -560,14 +564,29 @@ fn import_host(store: &dyn Storage, host: &Element, report: &mut ImportReport) -
 
 /// What the file says about a user's credentials.
 enum Credentials {
+    /// Keys for every hash, from the file or derived from a plaintext password.
     Complete(Box<StoredCredentials>),
-    /// Present but not usable by Oriole; the reason.
+    /// Keys for some hashes only; the others are empty (unusable). The note says which.
+    Partial(Box<StoredCredentials>, String),
+    /// Present but not usable; the reason.
     Unusable(String),
     Absent,
 }
 
+/// Keys that authenticate nobody, for a hash the file has no credentials for (the convention
+/// of [`ScramKeys::is_usable`]).
+fn no_keys() -> ScramKeys {
+    ScramKeys {
+        salt: Vec::new(),
+        iterations: 0,
+        stored_key: Vec::new(),
+        server_key: Vec::new(),
+    }
+}
+
 fn read_credentials(user: &Element, notes: &mut Vec<String>) -> Credentials {
     let mut found: [Option<ScramKeys>; 3] = [None, None, None];
+    let mut invalid = None;
     for el in user
         .elements()
         .filter(|e| e.is("scram-credentials", NS_SCRAM))
@@ -580,49 +599,62 @@ fn read_credentials(user: &Element, notes: &mut Vec<String>) -> Credentials {
             continue;
         };
         if found[i].is_some() {
-            return Credentials::Unusable(format!("{mechanism} credentials appear twice"));
+            invalid = Some(format!("{mechanism} credentials appear twice"));
+            break;
         }
-        match read_scram_keys(el, MECHANISMS[i].1) {
+        match read_scram_keys(el, MECHANISMS[i].1.output_len()) {
             Ok(keys) => found[i] = Some(keys),
             Err(e) => {
-                return Credentials::Unusable(format!("invalid {mechanism} credentials: {e}"))
+                invalid = Some(format!("invalid {mechanism} credentials: {e}"));
+                break;
             }
         }
     }
-    match found {
-        [Some(sha1), Some(sha256), Some(sha512)] => {
-            Credentials::Complete(Box::new(StoredCredentials {
-                sha1,
-                sha256,
-                sha512,
-            }))
-        }
-        [None, None, None] => {
-            if user.attr("password").is_some() {
-                // TODO: derive SCRAM keys from the plaintext password once
-                // StoredCredentials::derive exists.
-                Credentials::Unusable(
-                    "only a plaintext password, and deriving SCRAM credentials from it is not \
-                     supported yet"
-                        .into(),
-                )
-            } else {
-                Credentials::Absent
+    let complete = invalid.is_none() && found.iter().all(Option::is_some);
+    if !complete {
+        if let Some(password) = user.attr("password") {
+            let had_scram = invalid.is_some() || found.iter().any(Option::is_some);
+            if had_scram {
+                notes.push(format!(
+                    "SCRAM credentials {}; all three derived from the plaintext password",
+                    invalid.as_deref().unwrap_or("incomplete")
+                ));
             }
+            return Credentials::Complete(Box::new(StoredCredentials::derive(
+                password,
+                DEFAULT_ITERATIONS,
+            )));
         }
-        partial => {
-            let have: Vec<&str> = MECHANISMS
-                .iter()
-                .zip(&partial)
-                .filter(|(_, k)| k.is_some())
-                .map(|((m, _), _)| *m)
-                .collect();
-            Credentials::Unusable(format!(
-                "credentials only for {}; Oriole needs SCRAM-SHA-1, SCRAM-SHA-256 and \
-                 SCRAM-SHA-512 (the user must get a new password)",
+    }
+    if let Some(why) = invalid {
+        return Credentials::Unusable(why);
+    }
+    let have: Vec<&str> = MECHANISMS
+        .iter()
+        .zip(&found)
+        .filter(|(_, k)| k.is_some())
+        .map(|((m, _), _)| *m)
+        .collect();
+    let [sha1, sha256, sha512] = found;
+    if have.is_empty() {
+        return Credentials::Absent;
+    }
+    let creds = Box::new(StoredCredentials {
+        sha1: sha1.unwrap_or_else(no_keys),
+        sha256: sha256.unwrap_or_else(no_keys),
+        sha512: sha512.unwrap_or_else(no_keys),
+    });
+    if complete {
+        Credentials::Complete(creds)
+    } else {
+        Credentials::Partial(
+            creds,
+            format!(
+                "credentials only for {}: other SCRAM mechanisms fail until the password is \
+                 changed",
                 have.join(", ")
-            ))
-        }
+            ),
+        )
     }
 }
 
@@ -726,12 +758,21 @@ fn import_user(
                 store.set_credentials(&account, &c)?;
             }
         }
-        Credentials::Unusable(why) if exists => {
+        Credentials::Partial(_, why) | Credentials::Unusable(why) if exists => {
             notes.push(format!(
                 "credentials not imported, the stored ones stay: {why}"
             ));
         }
         Credentials::Absent if exists => {}
+        Credentials::Partial(c, why) => {
+            if !store.create_account(&account, &c)? {
+                notes.push(format!(
+                    "credentials not imported, the stored ones stay: {why}"
+                ));
+            } else {
+                notes.push(why);
+            }
+        }
         Credentials::Unusable(why) => {
             report
                 .skipped
@@ -741,37 +782,36 @@ fn import_user(
         Credentials::Absent => {
             report
                 .skipped
-                .push(format!("{account}: not imported: no SCRAM credentials"));
+                .push(format!("{account}: not imported: no credentials"));
             return Ok(());
         }
     }
     report.accounts += 1;
 
-    // Roster items first: pending requests below attach to them.
-    let mut roster = store.get_roster(&account)?.items;
-    for query in user.elements().filter(|e| e.is("query", ns::ROSTER)) {
-        for el in query.elements() {
-            if !el.is("item", ns::ROSTER) {
-                notes.push(format!("{} in the roster: not understood", describe(el)));
-                continue;
-            }
-            match read_roster_item(el) {
-                Ok(mut item) => {
-                    item.pending_in = roster.get(&item.jid).is_some_and(|old| old.pending_in);
-                    store.put_roster_item(&account, &item)?;
-                    report.roster_items += 1;
-                    roster.insert(item.jid.clone(), item);
-                }
-                Err(e) => notes.push(format!("roster item skipped: {e}")),
-            }
-        }
-    }
-
+    // Stored items keep a `pending_in` flag the file cannot express.
+    let stored_roster = store.get_roster(&account)?.items;
     for el in user.elements() {
-        if el.is("query", ns::ROSTER) || el.is("scram-credentials", NS_SCRAM) {
+        if el.is("scram-credentials", NS_SCRAM) {
             // Done above.
+        } else if el.is("query", ns::ROSTER) {
+            for el in el.elements() {
+                if !el.is("item", ns::ROSTER) {
+                    notes.push(format!("{} in the roster: not understood", describe(el)));
+                    continue;
+                }
+                match read_roster_item(el) {
+                    Ok(mut item) => {
+                        item.pending_in = stored_roster
+                            .get(&item.jid)
+                            .is_some_and(|old| old.pending_in);
+                        store.put_roster_item(&account, &item)?;
+                        report.roster_items += 1;
+                    }
+                    Err(e) => notes.push(format!("roster item skipped: {e}")),
+                }
+            }
         } else if el.is("presence", ns::CLIENT) || el.is("presence", ns::SERVER) {
-            import_pending(store, &account, el, &mut roster, report, &mut notes)?;
+            import_pending(store, &account, el, report, &mut notes)?;
         } else if el.is("offline-messages", NS_PIE) {
             import_offline(store, &account, el, report, &mut notes)?;
         } else if el.is("vCard", ns::VCARD) {
@@ -814,12 +854,13 @@ fn unsupported(el: &Element) -> &'static str {
     }
 }
 
-/// `<presence type='subscribe' from='…'/>`: an inbound request waiting for the user.
+/// `<presence type='subscribe' from='…'/>`: an inbound request waiting for the user, kept
+/// where the presence code keeps them ([`PENDING_STORE`], keyed by the contact's bare JID),
+/// replacing a stored request from the same contact.
 fn import_pending(
     store: &dyn Storage,
     account: &str,
     el: &Element,
-    roster: &mut std::collections::BTreeMap<String, RosterItem>,
     report: &mut ImportReport,
     notes: &mut Vec<String>,
 ) -> Result<()> {
@@ -838,15 +879,10 @@ fn import_pending(
             return Ok(());
         }
     };
-    let item = roster.entry(contact.clone()).or_insert_with(|| RosterItem {
-        jid: contact,
-        ..Default::default()
-    });
-    if !item.pending_in {
-        item.pending_in = true;
-        store.put_roster_item(account, item)?;
-        report.roster_items += 1;
-    }
+    let mut request = el.clone();
+    normalise_stanza_ns(&mut request);
+    store.put_item(PENDING_STORE, account, &contact, &request.to_string())?;
+    report.items += 1;
     Ok(())
 }
 
@@ -880,10 +916,6 @@ fn import_offline(
     }
     Ok(())
 }
-
-#[cfg(test)]
-#[path = "test_xml.rs"]
-mod test_xml;
 
 #[cfg(test)]
 #[path = "xep0227_tests.rs"]

@@ -1,28 +1,33 @@
-//! Tests of XEP-0227 export and import. Most run the module's logic with the test-only parser
-//! in `test_xml.rs`; the ones at the end go through the public API and the real parser, and
-//! are ignored until `crate::xml::parser::parse_element` is implemented.
+//! Tests of XEP-0227 export and import.
 
 use super::*;
+use crate::auth::credentials::ScramHash;
+use crate::im::presence::PENDING_STORE;
 use crate::storage::memory::conformance::{creds, item};
 use crate::storage::memory::MemoryStore;
 use crate::storage::sled_store::SledStore;
 
-fn test_parse(text: &str) -> std::result::Result<Element, String> {
-    super::test_xml::parse(text)
-}
-
 fn export_t(store: &dyn Storage, domains: &[&str]) -> String {
     let domains: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
-    export_impl(store, &domains, &test_parse, None).expect("export")
+    export(store, &domains).expect("export")
 }
 
 fn import_t(store: &dyn Storage, xml: &str) -> ImportReport {
-    import_impl(store, xml, &test_parse).expect("import")
+    import(store, xml).expect("import")
 }
 
 const JULIET: &str = "juliet@capulet.example";
 const NURSE: &str = "nurse@capulet.example";
 const ROMEO: &str = "romeo@montague.example";
+const MERCUTIO: &str = "mercutio@montague.example";
+
+/// Credentials as an import from a server that keeps SCRAM-SHA-1 only leaves them.
+fn sha1_only(seed: u8) -> StoredCredentials {
+    let mut c = creds(seed);
+    c.sha256 = no_keys();
+    c.sha512 = no_keys();
+    c
+}
 
 fn message(to: &str, body: &str) -> String {
     Element::new("message", ns::CLIENT)
@@ -45,6 +50,7 @@ fn populate(s: &dyn Storage) {
     assert!(s.create_account(JULIET, &creds(1)).unwrap());
     assert!(s.create_account(NURSE, &creds(2)).unwrap());
     assert!(s.create_account(ROMEO, &creds(3)).unwrap());
+    assert!(s.create_account(MERCUTIO, &sha1_only(5)).unwrap());
     // Another domain that is not exported.
     assert!(s
         .create_account("tybalt@elsewhere.example", &creds(4))
@@ -69,27 +75,15 @@ fn populate(s: &dyn Storage) {
         subscription: Subscription::To,
         ..Default::default()
     };
-    // Only a pending inbound request: exported as <presence type='subscribe'/> alone.
-    let mut pending_only = item("benvolio@montague.example");
-    pending_only.pending_in = true;
-    // A real item that also has a pending inbound request.
-    let pending_with_item = RosterItem {
+    let paris = RosterItem {
         jid: "paris@verona.example".into(),
         subscription: Subscription::To,
-        pending_in: true,
         groups: vec!["Suitors".into()],
         ..Default::default()
     };
     // A contact with a full JID, as RFC 6121 allows.
     let full = item("friar@church.example/cell");
-    for i in [
-        &both,
-        &asking,
-        &approved,
-        &pending_only,
-        &pending_with_item,
-        &full,
-    ] {
+    for i in [&both, &asking, &approved, &paris, &full] {
         s.put_roster_item(JULIET, i).unwrap();
     }
     let mut back = item(JULIET);
@@ -147,6 +141,30 @@ fn populate(s: &dyn Storage) {
         &bookmarks.to_string(),
     )
     .unwrap();
+    // Inbound subscription requests, as the presence code keeps them: one from a contact
+    // not in the roster, one (from a full JID, with a nickname) from a contact in it.
+    let request = |from: &str| {
+        Element::new("presence", ns::CLIENT)
+            .with_attr("from", from)
+            .with_attr("type", "subscribe")
+    };
+    s.put_item(
+        PENDING_STORE,
+        JULIET,
+        "benvolio@montague.example",
+        &request("benvolio@montague.example").to_string(),
+    )
+    .unwrap();
+    let with_nick = request("paris@verona.example/home")
+        .with_attr("id", "xk3h1v69")
+        .with_child(Element::new("nick", "http://jabber.org/protocol/nick").with_text("Paris"));
+    s.put_item(
+        PENDING_STORE,
+        JULIET,
+        "paris@verona.example",
+        &with_nick.to_string(),
+    )
+    .unwrap();
     let vcard_r = Element::new("vCard", ns::VCARD)
         .with_child(Element::new("FN", ns::VCARD).with_text("Romeo"));
     s.put_item(stores::VCARD, ROMEO, "", &vcard_r.to_string())
@@ -178,7 +196,7 @@ fn assert_same(a: &dyn Storage, b: &dyn Storage, domains: &[&str]) {
                     .collect()
             };
             assert_eq!(texts(a), texts(b), "offline queue of {acc}");
-            for store in [stores::VCARD, stores::PRIVATE] {
+            for store in [stores::VCARD, stores::PRIVATE, PENDING_STORE] {
                 assert_eq!(
                     a.list_items(store, acc).unwrap(),
                     b.list_items(store, acc).unwrap(),
@@ -207,10 +225,16 @@ fn round_trip_between_backends() {
 
     let memory = MemoryStore::new();
     let report = import_t(&memory, &xml);
-    assert_eq!(report.skipped, Vec::<String>::new());
-    assert_eq!(report.accounts, 3);
+    assert_eq!(
+        report.skipped,
+        [
+            "mercutio@montague.example: credentials only for SCRAM-SHA-1: other SCRAM mechanisms \
+          fail until the password is changed"
+        ]
+    );
+    assert_eq!(report.accounts, 4);
     assert_eq!(report.offline, 4);
-    assert_eq!(report.items, 4);
+    assert_eq!(report.items, 6);
     assert_eq!(report.hosts, DOMAINS);
     assert_same(&source, &memory, &DOMAINS);
     assert!(memory
@@ -221,7 +245,7 @@ fn round_trip_between_backends() {
     let dir = tempfile::tempdir().unwrap();
     let sled = SledStore::open(&dir.path().join("db")).unwrap();
     let report = import_t(&sled, &xml);
-    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
     assert_same(&source, &sled, &DOMAINS);
 
     // And out again: the export of the copy is the export of the original, except for the
@@ -258,6 +282,15 @@ fn export_follows_the_xep() {
     assert!(xml.contains(&expected), "{xml}");
     assert!(xml.contains("mechanism='SCRAM-SHA-256'"));
     assert!(xml.contains("mechanism='SCRAM-SHA-512'"));
+    // Only the usable hashes of an account imported with partial credentials.
+    let montague = export_t(&s, &["montague.example"]);
+    let mercutio = montague
+        .split("<user name='mercutio'>")
+        .nth(1)
+        .and_then(|rest| rest.split("</user>").next())
+        .unwrap();
+    assert!(mercutio.contains("mechanism='SCRAM-SHA-1'"));
+    assert!(!mercutio.contains("SCRAM-SHA-256"));
     assert!(!xml.contains("password"));
 
     let version = s.get_roster(JULIET).unwrap().version;
@@ -271,11 +304,8 @@ fn export_follows_the_xep() {
     assert!(xml.contains("<item jid='nurse@capulet.example' subscription='to' approved='true'/>"));
     assert!(!xml.contains("<item jid='benvolio@montague.example'"));
     assert!(xml.contains(
-        "<presence xmlns='jabber:client' type='subscribe' from='benvolio@montague.example'/>"
-    ));
-    assert!(xml.contains(
-        "<presence xmlns='jabber:client' type='subscribe' from='paris@verona.example'/>"
-    ));
+        "      <presence xmlns='jabber:client' from='benvolio@montague.example' type='subscribe'/>\n      <presence xmlns='jabber:client' from='paris@verona.example/home' type='subscribe' id='xk3h1v69'><nick xmlns='http://jabber.org/protocol/nick'>Paris</nick></presence>\n"
+    ), "{xml}");
     assert!(xml.contains(
         "<item jid='paris@verona.example' subscription='to'><group>Suitors</group></item>"
     ));
@@ -290,7 +320,7 @@ fn export_follows_the_xep() {
     assert!(xml.contains("      <query xmlns='jabber:iq:roster'/>\n    </user>"));
     assert!(xml.ends_with("  </host>\n</server-data>\n"));
     // The whole document is well-formed.
-    assert!(test_parse(&xml).is_ok());
+    assert!(parse(&xml).is_ok());
 }
 
 #[test]
@@ -324,6 +354,61 @@ fn offline_stanzas_are_exported_in_jabber_client() {
 }
 
 #[test]
+fn subscription_requests_in_both_representations() {
+    let s = MemoryStore::new();
+    s.create_account(JULIET, &creds(1)).unwrap();
+    // As the presence code stores a request: no namespace declaration.
+    let request = Element::new("presence", ns::CLIENT)
+        .with_attr("from", "paris@verona.example")
+        .with_attr("type", "subscribe");
+    s.put_item(
+        PENDING_STORE,
+        JULIET,
+        "paris@verona.example",
+        &request.to_stream_string(ns::CLIENT),
+    )
+    .unwrap();
+    // The storage model's flag, with no stored request, and with one (exported once).
+    let mut flagged = item("benvolio@montague.example");
+    flagged.pending_in = true;
+    s.put_roster_item(JULIET, &flagged).unwrap();
+    let mut both = item("paris@verona.example");
+    both.pending_in = true;
+    s.put_roster_item(JULIET, &both).unwrap();
+
+    let xml = export_t(&s, &["capulet.example"]);
+    assert!(xml.contains(
+        "<presence xmlns='jabber:client' type='subscribe' from='benvolio@montague.example'/>"
+    ));
+    assert!(xml.contains(
+        "<presence xmlns='jabber:client' from='paris@verona.example' type='subscribe'/>"
+    ));
+    assert_eq!(xml.matches("<presence ").count(), 2, "{xml}");
+
+    // On import every request lands in the pending store; the flag is not set on new items.
+    let copy = MemoryStore::new();
+    import_t(&copy, &xml);
+    let requests = copy.list_items(PENDING_STORE, JULIET).unwrap();
+    assert_eq!(
+        requests,
+        vec![
+            (
+                "benvolio@montague.example".to_string(),
+                "<presence xmlns='jabber:client' type='subscribe' from='benvolio@montague.example'/>"
+                    .to_string()
+            ),
+            (
+                "paris@verona.example".to_string(),
+                request.to_string()
+            ),
+        ]
+    );
+    let roster = copy.get_roster(JULIET).unwrap().items;
+    assert!(roster.values().all(|i| !i.pending_in));
+    assert_eq!(roster.len(), 2);
+}
+
+#[test]
 fn corrupt_stored_xml_fails_export_or_is_reported() {
     let s = MemoryStore::new();
     s.create_account(JULIET, &creds(1)).unwrap();
@@ -332,17 +417,16 @@ fn corrupt_stored_xml_fails_export_or_is_reported() {
     s.push_offline(JULIET, "<message><body>cut").unwrap();
     s.put_item(stores::VCARD, JULIET, "", "not xml").unwrap();
     let domains = vec!["capulet.example".to_string()];
-    let err = export_impl(&s, &domains, &test_parse, None).unwrap_err();
+    let err = export(&s, &domains).unwrap_err();
     assert!(err.0.contains("offline stanza"), "{err}");
     assert!(err.0.contains(JULIET), "{err}");
 
-    let mut skipped = Vec::new();
-    let xml = export_impl(&s, &domains, &test_parse, Some(&mut skipped)).unwrap();
+    let (xml, skipped) = export_with_report(&s, &domains).unwrap();
     assert_eq!(skipped.len(), 2, "{skipped:?}");
     assert!(skipped[1].contains("vCard of juliet@capulet.example"));
     assert!(xml.contains("<body>ok</body>"));
     assert!(!xml.contains("<vCard"));
-    assert!(test_parse(&xml).is_ok());
+    assert!(parse(&xml).is_ok());
 }
 
 fn scram_xml(mechanism: &str, hash_len: usize, seed: u8) -> String {
@@ -362,7 +446,7 @@ fn scram_xml(mechanism: &str, hash_len: usize, seed: u8) -> String {
 fn all_scram(seed: u8) -> String {
     MECHANISMS
         .iter()
-        .map(|(m, len)| scram_xml(m, *len, seed))
+        .map(|(m, hash)| scram_xml(m, hash.output_len(), seed))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -429,13 +513,33 @@ fn foreign_document() -> String {
 fn import_of_a_foreign_document() {
     let s = MemoryStore::new();
     let report = import_t(&s, &foreign_document());
-    assert_eq!(report.accounts, 2, "{report:#?}");
+    assert_eq!(report.accounts, 4, "{report:#?}");
     assert_eq!(report.hosts, ["capulet.example"]);
     assert_eq!(
         s.list_accounts("capulet.example").unwrap(),
-        [JULIET, NURSE],
+        [
+            JULIET,
+            "mercutio@capulet.example",
+            NURSE,
+            "romeo@capulet.example"
+        ],
         "names are normalised"
     );
+    // SHA-1 only: the other hashes are unusable.
+    let romeo = s.get_credentials("romeo@capulet.example").unwrap().unwrap();
+    assert!(romeo.sha1.is_usable(ScramHash::Sha1));
+    assert!(!romeo.sha256.is_usable(ScramHash::Sha256));
+    assert!(!romeo.sha512.is_usable(ScramHash::Sha512));
+    assert_eq!(romeo.plain_hash(), Some(ScramHash::Sha1));
+    // A plaintext password only: all three derived.
+    let mercutio = s
+        .get_credentials("mercutio@capulet.example")
+        .unwrap()
+        .unwrap();
+    assert!(mercutio.verify_password("plain"));
+    assert!(ScramHash::ALL
+        .iter()
+        .all(|h| mercutio.keys(*h).is_usable(*h)));
     let c = s.get_credentials(JULIET).unwrap().unwrap();
     assert_eq!(c.sha1.iterations, 10000);
     assert_eq!(c.sha256.server_key, vec![1; 32]);
@@ -448,16 +552,25 @@ fn import_of_a_foreign_document() {
     assert_eq!(romeo.subscription, Subscription::Both);
     assert_eq!(romeo.name.as_deref(), Some("Romeo"));
     assert_eq!(romeo.groups, ["Friends"]);
-    assert!(
-        romeo.pending_in,
-        "presence from a full JID marks the bare contact"
+    assert!(!romeo.pending_in);
+    assert!(roster["mercutio@montague.example"].ask_out);
+    // Subscription requests, keyed by the bare JID of the contact, whole.
+    let requests = s.list_items(PENDING_STORE, JULIET).unwrap();
+    let keys: Vec<&str> = requests.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["mercutio@montague.example", ROMEO]);
+    let romeo_request = parse(&requests[1].1).unwrap();
+    assert!(romeo_request.is("presence", ns::CLIENT));
+    assert_eq!(
+        romeo_request.attr("from"),
+        Some("romeo@montague.example/orchard")
     );
-    let mercutio = &roster["mercutio@montague.example"];
-    assert!(mercutio.ask_out && mercutio.pending_in);
+    assert!(romeo_request
+        .child("nick", "http://jabber.org/protocol/nick")
+        .is_some());
 
     let queue = s.list_offline(JULIET).unwrap();
     assert_eq!(queue.len(), 1);
-    let stanza = test_parse(&queue[0].1).unwrap();
+    let stanza = parse(&queue[0].1).unwrap();
     assert!(stanza.is("message", ns::CLIENT));
     assert_eq!(
         stanza.child_text("body", ns::CLIENT).as_deref(),
@@ -479,9 +592,8 @@ fn import_of_a_foreign_document() {
 
     let skipped = report.skipped.join("\n");
     for expected in [
-        "romeo@capulet.example: not imported: credentials only for SCRAM-SHA-1",
-        "mercutio@capulet.example: not imported: only a plaintext password",
-        "benvolio@capulet.example: not imported: no SCRAM credentials",
+        "romeo@capulet.example: credentials only for SCRAM-SHA-1: other SCRAM mechanisms fail",
+        "benvolio@capulet.example: not imported: no credentials",
         "<user name='a b'> of capulet.example: not a valid JID",
         "juliet@capulet.example: roster item skipped: jid \"bad jid@x\"",
         "juliet@capulet.example: roster item skipped: subscription \"remove\"",
@@ -496,7 +608,7 @@ fn import_of_a_foreign_document() {
     ] {
         assert!(skipped.contains(expected), "missing {expected:?} in\n{skipped}");
     }
-    assert_eq!(report.skipped.len(), 14, "{skipped}");
+    assert_eq!(report.skipped.len(), 13, "{skipped}");
 }
 
 #[test]
@@ -554,13 +666,15 @@ fn import_merges_into_existing_accounts_and_can_run_twice() {
     assert_eq!(second.offline, 0);
     assert_eq!(snapshot(&s), before);
 
-    // A file without usable credentials merges data into an existing account and keeps its
+    // A file with incomplete credentials merges data into an existing account and keeps its
     // credentials.
-    let doc = format!(
-        "<server-data xmlns='urn:xmpp:pie:0'><host jid='capulet.example'><user name='juliet' password='x'>{}<query xmlns='jabber:iq:roster'><item jid='new@example.org'/></query></user></host></server-data>",
-        scram_xml("SCRAM-SHA-1", 20, 5)
-    );
-    let report = import_t(&s, &doc);
+    let doc = |password: &str| {
+        format!(
+            "<server-data xmlns='urn:xmpp:pie:0'><host jid='capulet.example'><user name='juliet'{password}>{}<query xmlns='jabber:iq:roster'><item jid='new@example.org'/></query></user></host></server-data>",
+            scram_xml("SCRAM-SHA-1", 20, 5)
+        )
+    };
+    let report = import_t(&s, &doc(""));
     assert_eq!(report.accounts, 1);
     assert_eq!(s.get_credentials(JULIET).unwrap(), before.0);
     assert!(s
@@ -570,6 +684,18 @@ fn import_merges_into_existing_accounts_and_can_run_twice() {
         .contains_key("new@example.org"));
     assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
     assert!(report.skipped[0].contains("credentials not imported, the stored ones stay"));
+    // With a plaintext password, credentials derived from it replace the stored ones.
+    let report = import_t(&s, &doc(" password='x'"));
+    assert!(s
+        .get_credentials(JULIET)
+        .unwrap()
+        .unwrap()
+        .verify_password("x"));
+    assert!(
+        report.skipped[0].contains("SCRAM credentials incomplete; all three derived"),
+        "{:?}",
+        report.skipped
+    );
 }
 
 #[test]
@@ -577,7 +703,17 @@ fn invalid_credentials_are_refused() {
     let s = MemoryStore::new();
     let wrong_len = MECHANISMS
         .iter()
-        .map(|(m, len)| scram_xml(m, if *m == "SCRAM-SHA-256" { 20 } else { *len }, 1))
+        .map(|(m, hash)| {
+            scram_xml(
+                m,
+                if *m == "SCRAM-SHA-256" {
+                    20
+                } else {
+                    hash.output_len()
+                },
+                1,
+            )
+        })
         .collect::<String>();
     let twice = format!("{}{}", all_scram(1), scram_xml("SCRAM-SHA-1", 20, 1));
     let zero = all_scram(1).replace("<iter-count>10000<", "<iter-count>0<");
@@ -595,16 +731,30 @@ fn invalid_credentials_are_refused() {
         );
     }
     assert!(s.list_accounts("x.example").unwrap().is_empty());
+
+    // The same with a plaintext password: derived from it instead.
+    let doc = format!(
+        "<server-data xmlns='urn:xmpp:pie:0'><host jid='x.example'><user name='e' password='pw'>{}</user></host></server-data>",
+        all_scram(1).replace("<iter-count>10000<", "<iter-count>0<")
+    );
+    let report = import_t(&s, &doc);
+    assert_eq!(report.accounts, 1);
+    assert!(report.skipped[0].contains("SCRAM credentials invalid SCRAM-SHA-1 credentials"));
+    assert!(s
+        .get_credentials("e@x.example")
+        .unwrap()
+        .unwrap()
+        .verify_password("pw"));
 }
 
 #[test]
 fn not_a_xep0227_document() {
     let s = MemoryStore::new();
-    let err = import_impl(&s, "<foo xmlns='bar'/>", &test_parse).unwrap_err();
+    let err = import(&s, "<foo xmlns='bar'/>").unwrap_err();
     assert!(err.0.contains("not a XEP-0227 document"), "{err}");
-    let err = import_impl(&s, "<server-data xmlns='urn:xmpp:pie:0'>", &test_parse).unwrap_err();
+    let err = import(&s, "<server-data xmlns='urn:xmpp:pie:0'>").unwrap_err();
     assert!(err.0.contains("not well-formed"), "{err}");
-    let err = import_impl(&s, "<?xml version='1.0'", &test_parse).unwrap_err();
+    let err = import(&s, "<?xml version='1.0'").unwrap_err();
     assert!(err.0.contains("not well-formed"), "{err}");
 }
 
@@ -657,7 +807,7 @@ fn import_file_follows_xinclude() {
     .unwrap();
 
     let s = MemoryStore::new();
-    let report = import_file_impl(&s, &root.join("main.xml"), &test_parse).unwrap();
+    let report = import_file(&s, &root.join("main.xml")).unwrap();
     assert_eq!(report.accounts, 2, "{report:#?}");
     assert_eq!(
         s.list_accounts("capulet.example").unwrap(),
@@ -680,14 +830,14 @@ fn import_file_follows_xinclude() {
         "<server-data xmlns='urn:xmpp:pie:0'><include xmlns='http://www.w3.org/2001/XInclude' href='missing.xml'/></server-data>",
     )
     .unwrap();
-    let err = import_file_impl(&s, &root.join("bad.xml"), &test_parse).unwrap_err();
+    let err = import_file(&s, &root.join("bad.xml")).unwrap_err();
     assert!(err.0.contains("missing.xml"), "{err}");
     std::fs::write(
         root.join("abs.xml"),
         "<server-data xmlns='urn:xmpp:pie:0'><include xmlns='http://www.w3.org/2001/XInclude' href='/etc/passwd'/></server-data>",
     )
     .unwrap();
-    let err = import_file_impl(&s, &root.join("abs.xml"), &test_parse).unwrap_err();
+    let err = import_file(&s, &root.join("abs.xml")).unwrap_err();
     assert!(err.0.contains("only relative paths"), "{err}");
 }
 
@@ -700,12 +850,10 @@ fn percent_decoding() {
 }
 
 // ------------------------------------------------------------------------------------------
-// Through the public API and the real parser. Ignored until `parse_element` is implemented
-// (it is `todo!()` on this branch); run with `cargo test -- --ignored`.
+// Through the public API.
 // ------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "needs crate::xml::parser::parse_element (being written on wip-parser)"]
 fn public_api_round_trip() {
     let source = MemoryStore::new();
     populate(&source);
@@ -714,8 +862,8 @@ fn public_api_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let target = SledStore::open(&dir.path().join("db")).unwrap();
     let report = import(&target, &xml).unwrap();
-    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
-    assert_eq!(report.accounts, 3);
+    assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
+    assert_eq!(report.accounts, 4);
     assert_same(&source, &target, &DOMAINS);
     let (again, skipped) = export_with_report(&target, &domains).unwrap();
     assert!(skipped.is_empty());
@@ -723,12 +871,11 @@ fn public_api_round_trip() {
 }
 
 #[test]
-#[ignore = "needs crate::xml::parser::parse_element (being written on wip-parser)"]
 fn public_api_import_of_a_foreign_document() {
     let s = MemoryStore::new();
     let report = import(&s, &foreign_document()).unwrap();
-    assert_eq!(report.accounts, 2, "{report:#?}");
-    assert_eq!(report.skipped.len(), 14, "{:#?}", report.skipped);
+    assert_eq!(report.accounts, 4, "{report:#?}");
+    assert_eq!(report.skipped.len(), 13, "{:#?}", report.skipped);
     assert_eq!(s.count_offline(JULIET).unwrap(), 1);
     assert_eq!(s.get_roster(JULIET).unwrap().items.len(), 2);
 }
