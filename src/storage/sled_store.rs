@@ -73,6 +73,14 @@ const TREE_ROSTER_VERSIONS: &str = "roster_versions";
 const TREE_OFFLINE: &str = "offline";
 const TREE_ITEMS: &str = "items";
 
+/// How often, and how long apart, opening retries a database that is locked.
+const LOCK_RETRIES: u32 = 20;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 /// Refuse a key component that would be ambiguous before a separator.
 pub(crate) fn check_component(what: &str, s: &str) -> Result<()> {
     if s.as_bytes().contains(&SEP) {
@@ -213,17 +221,31 @@ impl std::fmt::Debug for SledStore {
 impl SledStore {
     /// Open (or create) the database in directory `path`.
     pub fn open(path: &Path) -> Result<SledStore> {
-        let db = sled::Config::new().path(path).open().map_err(|e| {
-            let text = e.to_string();
-            if text.contains("could not acquire lock") {
-                StorageError(format!(
-                    "database {} is locked by another process (is the server running?)",
-                    path.display()
-                ))
-            } else {
-                StorageError(format!("cannot open database {}: {text}", path.display()))
+        // sled's background I/O threads can hold the file lock for a moment after a database
+        // in this process was closed, so a lock conflict is retried briefly before it is
+        // reported.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => break db,
+                Err(e) if is_lock_error(&e) && attempts < LOCK_RETRIES => {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_RETRY_PAUSE);
+                }
+                Err(e) if is_lock_error(&e) => {
+                    return Err(StorageError(format!(
+                        "database {} is locked by another process (is the server running?)",
+                        path.display()
+                    )));
+                }
+                Err(e) => {
+                    return Err(StorageError(format!(
+                        "cannot open database {}: {e}",
+                        path.display()
+                    )));
+                }
             }
-        })?;
+        };
         check_schema(&db, path)?;
         let tree = |name: &str| db.open_tree(name).map_err(db_err);
         Ok(SledStore {
