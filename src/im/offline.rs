@@ -47,7 +47,7 @@ pub fn store(state: &Arc<ServerState>, mut stanza: Stanza, account: &Jid) {
                 .with_text("Offline storage"),
         );
     }
-    let xml = stanza.el().to_stream_string(ns::CLIENT);
+    let xml = stanza.el().to_string();
     if let Err(e) = state.storage.push_offline(&key, &xml) {
         tracing::error!(error = %e, "storing an offline message failed");
         router::bounce(state, &stanza, StanzaError::internal_server_error());

@@ -364,7 +364,7 @@ fn inbound_subscription(state: &Arc<ServerState>, stanza: Stanza, account: &Jid)
             }
             let mut request = stanza.clone();
             request.set_to(account);
-            let xml = request.el().to_stream_string(ns::CLIENT);
+            let xml = request.el().to_string();
             if let Err(e) = state.storage.put_item(
                 PENDING_STORE,
                 &account.bare_string(),
