@@ -35,7 +35,7 @@ const SHRINK_ABOVE: usize = 64 * 1024;
 pub struct Limits {
     /// Largest stanza (top-level element below the stream root), in bytes of input.
     pub max_stanza_bytes: usize,
-    /// Deepest nesting inside a stanza.
+    /// Deepest nesting inside a stanza (the stanza element itself is at depth 1).
     pub max_depth: usize,
 }
 
