@@ -35,7 +35,7 @@ const SHRINK_ABOVE: usize = 64 * 1024;
 pub struct Limits {
     /// Largest stanza (top-level element below the stream root), in bytes of input.
     pub max_stanza_bytes: usize,
-    /// Deepest nesting inside a stanza.
+    /// Deepest nesting inside a stanza (the stanza element itself is at depth 1).
     pub max_depth: usize,
 }
 
@@ -1248,6 +1248,10 @@ mod tests {
         ));
         assert_eq!(el.attr("id"), Some("a b c d\ne"));
         assert_eq!(el.attr("to"), Some("'"));
+        // '>' and '/>' inside quoted values do not end the tag.
+        let el = only_element(&format!("{C2S}<message id='a>b' to=\"x'/>y\"/>"));
+        assert_eq!(el.attr("id"), Some("a>b"));
+        assert_eq!(el.attr("to"), Some("x'/>y"));
     }
 
     // ---- errors ------------------------------------------------------------------------
@@ -1787,6 +1791,49 @@ mod tests {
             })
         }
 
+        /// Events produced before the end or the first error, and that error.
+        fn outcome(input: &[u8], cuts: &[usize]) -> (Vec<StreamEvent>, Option<XmlError>) {
+            let mut cuts: Vec<usize> = cuts.iter().map(|&c| c % (input.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut p = StreamParser::new(limits());
+            let mut out = Vec::new();
+            let mut start = 0;
+            for c in cuts.into_iter().chain([input.len()]) {
+                let res = p
+                    .feed(&input[start..c])
+                    .and_then(|_| drain(&mut p, &mut out));
+                if let Err(e) = res {
+                    return (out, Some(e));
+                }
+                start = c;
+            }
+            (out, None)
+        }
+
+        /// SAMPLE with random edits, biased towards bytes that matter to XML.
+        fn mutated_sample() -> impl Strategy<Value = Vec<u8>> {
+            let byte = prop_oneof![
+                proptest::sample::select(b"<>/'\"&;!?[]-:= x\r\n\t".to_vec()),
+                any::<u8>(),
+            ];
+            let edit = (any::<usize>(), 0u8..3, byte);
+            proptest::collection::vec(edit, 1..6).prop_map(|edits| {
+                let mut v = SAMPLE.as_bytes().to_vec();
+                for (at, op, b) in edits {
+                    let i = at % (v.len() + 1);
+                    match op {
+                        0 => v.insert(i, b),
+                        1 if i < v.len() => v[i] = b,
+                        _ if i < v.len() => {
+                            v.remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+                v
+            })
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
@@ -1821,6 +1868,31 @@ mod tests {
                 prop_assert_eq!(&whole[1], &StreamEvent::Element(expected));
                 let cuts: Vec<usize> = cuts.into_iter().map(|c| c % (input.len() + 1)).collect();
                 prop_assert_eq!(parse_chunked(input.as_bytes(), &cuts).unwrap(), whole);
+            }
+
+            /// Whatever the input, chunking never changes the outcome (events and error), and
+            /// nothing panics.
+            #[test]
+            fn mutated_input_is_chunking_independent(
+                input in mutated_sample(),
+                cuts in proptest::collection::vec(any::<usize>(), 0..24),
+            ) {
+                let whole = outcome(&input, &[]);
+                prop_assert_eq!(outcome(&input, &cuts), whole.clone());
+                let bytewise: Vec<usize> = (1..input.len()).collect();
+                prop_assert_eq!(outcome(&input, &bytewise), whole);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                input in proptest::collection::vec(any::<u8>(), 0..256),
+                cuts in proptest::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let whole = outcome(&input, &[]);
+                prop_assert_eq!(outcome(&input, &cuts), whole);
+                if let Ok(text) = std::str::from_utf8(&input) {
+                    let _ = parse_element(text);
+                }
             }
         }
     }
