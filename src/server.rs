@@ -126,7 +126,8 @@ impl ServerState {
                 IqTarget::Account(bare) if *bare == from.to_bare() => {
                     roster::handle_iq(self, &from, stanza)
                 }
-                _ => router::bounce(self, stanza, StanzaError::service_unavailable()),
+                // RFC 6121 §2.3.3: only the account itself may touch its roster.
+                _ => router::bounce(self, stanza, StanzaError::forbidden()),
             }
             return;
         }

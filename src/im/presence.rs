@@ -315,14 +315,7 @@ fn outbound_subscription(state: &Arc<ServerState>, from: &Jid, stanza: Stanza, c
                 }
                 route_from_bare(state, from, &contact, stanza);
                 if had_from {
-                    for r in state.sessions.resources(&account) {
-                        if r.is_available() {
-                            router::route(
-                                state,
-                                presence(&r.handle.jid, &contact, Some("unavailable")),
-                            );
-                        }
-                    }
+                    send_unavailable_from_resources(state, &account, &contact);
                 }
             } else if pending {
                 route_from_bare(state, from, &contact, stanza);
@@ -386,13 +379,15 @@ fn inbound_subscription(state: &Arc<ServerState>, stanza: Stanza, account: &Jid)
                 Subscription::From => Subscription::Both,
                 _ => Subscription::To,
             };
-            roster::save_and_push(state, account, &item);
+            // RFC 6121 §3.1.6: the approval reaches the user, then the roster push.
             deliver_to_available(state, account, &stanza);
+            roster::save_and_push(state, account, &item);
         }
         "unsubscribe" => {
             let pending = take_pending(state, account, &contact);
             if let Some(mut item) = existing {
                 if item.subscription.has_from() || item.approved {
+                    let had_from = item.subscription.has_from();
                     item.subscription = match item.subscription {
                         Subscription::Both => Subscription::To,
                         Subscription::From => Subscription::None,
@@ -401,6 +396,10 @@ fn inbound_subscription(state: &Arc<ServerState>, stanza: Stanza, account: &Jid)
                     item.approved = false;
                     roster::save_and_push(state, account, &item);
                     deliver_to_available(state, account, &stanza);
+                    // RFC 6121 §3.3.3: the contact no longer sees the user's presence.
+                    if had_from {
+                        send_unavailable_from_resources(state, account, &contact);
+                    }
                     return;
                 }
             }
@@ -419,16 +418,8 @@ fn inbound_subscription(state: &Arc<ServerState>, stanza: Stanza, account: &Jid)
                 Subscription::To => Subscription::None,
                 s => s,
             };
-            roster::save_and_push(state, account, &item);
             deliver_to_available(state, account, &stanza);
-            // The contact's presence is no longer ours to see.
-            for r in state.sessions.resources(account) {
-                if r.is_available() {
-                    let _ = r
-                        .handle
-                        .send(presence(&contact, &r.handle.jid, Some("unavailable")));
-                }
-            }
+            roster::save_and_push(state, account, &item);
         }
         _ => {}
     }
@@ -447,6 +438,17 @@ pub fn after_roster_remove(
     }
     if old.subscription.has_from() {
         router::route(state, presence(account, contact, Some("unsubscribed")));
+        send_unavailable_from_resources(state, account, contact);
+    }
+}
+
+/// RFC 6121 §3.2.2, §3.3.3: when a contact loses its subscription to the user's presence,
+/// it gets unavailable presence from each of the user's available resources.
+fn send_unavailable_from_resources(state: &Arc<ServerState>, account: &Jid, contact: &Jid) {
+    for r in state.sessions.resources(account) {
+        if r.is_available() {
+            router::route(state, presence(&r.handle.jid, contact, Some("unavailable")));
+        }
     }
 }
 

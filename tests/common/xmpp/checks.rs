@@ -174,6 +174,24 @@ pub async fn expect_push(
     push
 }
 
+/// Await an available presence from `from` whose `<show/>` is `show`.
+pub async fn expect_presence_showing(c: &mut Client, from: &str, show: &str) -> Element {
+    let from_owned = from.to_string();
+    let show_owned = show.to_string();
+    c.recv_matching(
+        STEP,
+        &format!("presence from {from} showing {show}"),
+        move |e| {
+            e.name == "presence"
+                && e.attr("from") == Some(from_owned.as_str())
+                && e.attr("type").is_none()
+                && e.child_text("show", NS_CLIENT).as_deref() == Some(show_owned.as_str())
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// Await a presence stanza of `kind` (None: available) from `from`.
 pub async fn expect_presence(c: &mut Client, from: &str, kind: Option<&str>) -> Element {
     let from_owned = from.to_string();
