@@ -187,6 +187,56 @@ pub async fn expect_presence(c: &mut Client, from: &str, kind: Option<&str>) -> 
     .unwrap()
 }
 
+/// Await a presence stanza from `from` of `kind` (None: available) for which `pred` holds.
+pub async fn expect_presence_where<F>(
+    c: &mut Client,
+    from: &str,
+    kind: Option<&str>,
+    what: &str,
+    pred: F,
+) -> Element
+where
+    F: Fn(&Element) -> bool,
+{
+    let from_owned = from.to_string();
+    let kind_owned = kind.map(str::to_string);
+    c.recv_matching(
+        STEP,
+        &format!("presence {kind:?} from {from}: {what}"),
+        move |e| {
+            e.name == "presence"
+                && e.attr("from") == Some(from_owned.as_str())
+                && e.attr("type") == kind_owned.as_deref()
+                && pred(e)
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Await the unavailable presence that tells `c` a contact's resource is gone: from the
+/// contact's full JID, or from its bare JID (which covers every resource; Prosody sends that
+/// after an unsubscribe).
+pub async fn expect_contact_unavailable(c: &mut Client, contact_full: &str) -> Element {
+    let full = contact_full.to_string();
+    let bare = contact_full
+        .split('/')
+        .next()
+        .unwrap_or(contact_full)
+        .to_string();
+    c.recv_matching(
+        STEP,
+        &format!("unavailable from {contact_full}"),
+        move |e| {
+            e.name == "presence"
+                && e.attr("type") == Some("unavailable")
+                && (e.attr("from") == Some(full.as_str()) || e.attr("from") == Some(bare.as_str()))
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// The RFC 6121 §3.1 subscription handshake in both directions between two available
 /// sessions of accounts with no roster entry for each other, ending in "both".
 pub async fn subscribe_both_ways(a: &mut Client, b: &mut Client) {
