@@ -12,7 +12,13 @@
 //! `authentication = "internal_plain"`.
 
 #[path = "common/xmpp/mod.rs"]
-mod xmpp;
+pub mod xmpp;
+// The connector refers to `super::xmpp`, so it is mounted under a module that has `xmpp`.
+mod common {
+    pub use super::xmpp;
+    #[path = "../common/tokio_xmpp_connector.rs"]
+    pub mod tokio_xmpp_connector;
+}
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -399,6 +405,66 @@ async fn prosody_roster_subscription_presence_and_messages() {
             .await
             .unwrap();
         assert!(u.attr("to").is_some());
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs Prosody: ORIOLE_TEST_PROSODY_TLS=host:port"]
+async fn prosody_tokio_xmpp_through_the_loopback_connector() {
+    use futures::StreamExt;
+    bounded(async {
+        let t = target();
+        let addr = t.direct_tls.expect("set ORIOLE_TEST_PROSODY_TLS");
+        let mut bob = t.login("bob", "bobpw", "txpeer").await;
+        // Prosody 0.12 has no -PLUS on TLS 1.3, so no channel binding here.
+        let conn = common::tokio_xmpp_connector::LoopbackDirectTls::new(addr, Trust::Any, false);
+        let jid: tokio_xmpp::jid::Jid = format!("alice@{}/tx", t.domain).parse().unwrap();
+        let mut alice = tokio_xmpp::Client::new_with_connector(
+            jid,
+            "alicepw",
+            conn.clone(),
+            tokio_xmpp::xmlstream::Timeouts::tight(),
+        );
+        loop {
+            match tokio::time::timeout(W, alice.next()).await {
+                Ok(Some(tokio_xmpp::Event::Online { bound_jid, .. })) => {
+                    assert_eq!(bound_jid.to_string(), format!("alice@{}/tx", t.domain));
+                    break;
+                }
+                Ok(Some(tokio_xmpp::Event::Disconnected(e))) => panic!("{e}"),
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("ended"),
+                Err(_) => panic!("not online; wrote: {}", conn.transcript()),
+            }
+        }
+        assert!(
+            conn.transcript().contains("SCRAM-SHA-256"),
+            "{}",
+            conn.transcript()
+        );
+        let to: tokio_xmpp::jid::Jid = bob.full_jid().parse().unwrap();
+        let mut m = tokio_xmpp::parsers::message::Message::chat(Some(to)).with_body(
+            tokio_xmpp::parsers::message::Lang(String::new()),
+            "hi from tokio-xmpp".into(),
+        );
+        m.id = Some(tokio_xmpp::parsers::message::Id("tx1".into()));
+        tokio::time::timeout(W, alice.send_stanza(m.into()))
+            .await
+            .unwrap()
+            .unwrap();
+        let got = bob
+            .recv_matching(W, "tx1", |e| e.attr("id") == Some("tx1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            got.child_text("body", NS_CLIENT).as_deref(),
+            Some("hi from tokio-xmpp")
+        );
+        tokio::time::timeout(W, alice.send_end())
+            .await
+            .unwrap()
+            .unwrap();
     })
     .await
 }

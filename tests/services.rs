@@ -93,10 +93,11 @@ async fn disco_info_of_an_unknown_node_is_item_not_found() {
 async fn disco_info_of_an_account() {
     bounded(async {
         let s = TestServer::start().await;
-        s.add_users(&["alice", "bob"]).await;
-        let mut b = s.login("bob", "bobpw", "b").await;
-        // XEP-0030 with the registered identity of an account (category "account").
-        let r = b
+        s.add_users(&["alice"]).await;
+        let mut a = s.login("alice", "alicepw", "a").await;
+        // XEP-0030 on the own account's bare JID, answered by the server with the registered
+        // identity of an account (category "account").
+        let r = a
             .iq_ok(
                 "get",
                 Some(&bare("alice")),

@@ -176,3 +176,49 @@ fn stream_error_condition_is_found() {
     // Serialising and parsing again gives the same element.
     assert_eq!(xmpp::parse_element(&s.to_xml()).unwrap(), s);
 }
+
+/// Cross-check with an independent SCRAM client (the `sasl` crate of xmpp-rs): for the same
+/// client nonce and server-first message, both must produce the same client-first and
+/// client-final messages, with and without tls-exporter channel binding.
+#[test]
+fn scram_matches_the_sasl_crate() {
+    use sasl::client::mechanisms::Scram;
+    use sasl::client::Mechanism as _;
+    use sasl::common::scram::{Sha1, Sha256};
+    use sasl::common::{ChannelBinding as TheirCb, Credentials};
+
+    let cb_data = vec![7u8; 32];
+    let cases = [
+        (TheirCb::None, ChannelBinding::Unsupported),
+        (TheirCb::Unsupported, ChannelBinding::NotAdvertised),
+        (
+            TheirCb::TlsExporter(cb_data.clone()),
+            ChannelBinding::Bound {
+                name: "tls-exporter".into(),
+                data: cb_data.clone(),
+            },
+        ),
+    ];
+    for (theirs_cb, ours_cb) in cases {
+        for hash in [Hash::Sha1, Hash::Sha256] {
+            let creds = Credentials::default()
+                .with_username("user")
+                .with_password("pencil")
+                .with_channel_binding(theirs_cb.clone());
+            let mut theirs: Box<dyn sasl::client::Mechanism> = match hash {
+                Hash::Sha1 => Box::new(Scram::<Sha1>::from_credentials(creds).unwrap()),
+                _ => Box::new(Scram::<Sha256>::from_credentials(creds).unwrap()),
+            };
+            let first = String::from_utf8(theirs.initial()).unwrap();
+            let cnonce = first.rsplit("r=").next().unwrap().to_string();
+            let mut ours =
+                ScramClient::with_nonce(hash, "user", "pencil", ours_cb.clone(), &cnonce);
+            assert_eq!(ours.client_first(), first);
+            assert_eq!(ours.mechanism_name(), theirs.name());
+            let server_first = format!("r={cnonce}srvpart,s=QSXCR+Q6sek8bf92,i=4096");
+            let their_final =
+                String::from_utf8(theirs.response(server_first.as_bytes()).unwrap()).unwrap();
+            assert_eq!(ours.client_final(&server_first).unwrap(), their_final);
+        }
+    }
+}

@@ -4,8 +4,12 @@
 //! Server API used (from `oriole::server`): `RunningServer::start(Config)`,
 //! `starttls_addr()`, `direct_tls_addr()`, `add_user(jid, password)`, `data_dir()`,
 //! `shutdown()`. Every await on it is bounded by a timeout.
+//!
+//! With `ORIOLE_TEST_REFERENCE=prosody` the same tests run against a private Prosody instead
+//! (see [`prosody_backend`]), to check the tests against a reference server.
 #![allow(dead_code, unused_imports)]
 
+pub mod prosody_backend;
 pub mod xmpp;
 
 pub use xmpp::checks;
@@ -75,9 +79,15 @@ fn init_logging() {
     }
 }
 
+/// What runs behind a [`TestServer`].
+enum Backend {
+    Oriole(RunningServer),
+    Prosody(prosody_backend::ProsodyServer),
+}
+
 /// A running server and its data folder (removed when this is dropped).
 pub struct TestServer {
-    server: Option<RunningServer>,
+    server: Option<Backend>,
     dir: tempfile::TempDir,
     opts: Options,
 }
@@ -94,28 +104,52 @@ impl TestServer {
 
     async fn start_in(dir: tempfile::TempDir, opts: Options) -> TestServer {
         init_logging();
-        let config =
-            Config::parse(&config_text(dir.path(), &opts), "test config").expect("test config");
-        let server = limited("server start", RunningServer::start(config))
-            .await
-            .expect("the server starts");
+        let backend = if prosody_backend::wanted() {
+            Backend::Prosody(
+                limited(
+                    "prosody start",
+                    prosody_backend::ProsodyServer::start(dir.path(), &opts),
+                )
+                .await,
+            )
+        } else {
+            let config =
+                Config::parse(&config_text(dir.path(), &opts), "test config").expect("test config");
+            Backend::Oriole(
+                limited("server start", RunningServer::start(config))
+                    .await
+                    .expect("the server starts"),
+            )
+        };
         TestServer {
-            server: Some(server),
+            server: Some(backend),
             dir,
             opts,
         }
     }
 
-    pub fn server(&self) -> &RunningServer {
+    fn backend(&self) -> &Backend {
         self.server.as_ref().expect("server running")
+    }
+
+    /// The Oriole server (panics on the reference backend).
+    pub fn server(&self) -> &RunningServer {
+        match self.backend() {
+            Backend::Oriole(s) => s,
+            Backend::Prosody(_) => panic!("not an Oriole server"),
+        }
     }
 
     /// Stop the server (streams closed, storage flushed); the data folder is kept.
     pub async fn shutdown(&mut self) {
-        if let Some(server) = self.server.take() {
-            // A block moves the server into a temporary, which suits `shutdown(self)`,
-            // `shutdown(&self)` and `shutdown(&mut self)` alike.
-            limited("server shutdown", { server }.shutdown()).await;
+        match self.server.take() {
+            Some(Backend::Oriole(server)) => {
+                // A block moves the server into a temporary, which suits `shutdown(self)`,
+                // `shutdown(&self)` and `shutdown(&mut self)` alike.
+                limited("server shutdown", { server }.shutdown()).await;
+            }
+            Some(Backend::Prosody(mut p)) => p.stop(),
+            None => {}
         }
     }
 
@@ -127,23 +161,40 @@ impl TestServer {
     }
 
     pub fn starttls_addr(&self) -> SocketAddr {
-        self.server().starttls_addr()
+        match self.backend() {
+            Backend::Oriole(s) => s.starttls_addr(),
+            Backend::Prosody(p) => p.starttls_addr(),
+        }
     }
 
     pub fn direct_tls_addr(&self) -> SocketAddr {
-        self.server().direct_tls_addr()
+        match self.backend() {
+            Backend::Oriole(s) => s.direct_tls_addr(),
+            Backend::Prosody(p) => p.direct_tls_addr(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.server().data_dir().to_path_buf()
+        match self.backend() {
+            Backend::Oriole(s) => s.data_dir().to_path_buf(),
+            Backend::Prosody(p) => p.data_dir().to_path_buf(),
+        }
     }
 
     /// Create `user@localhost`.
     pub async fn add_user(&self, user: &str, password: &str) {
         let jid = format!("{user}@{DOMAIN}");
-        limited("add_user", self.server().add_user(&jid, password))
-            .await
-            .unwrap_or_else(|e| panic!("add_user {jid}: {e:?}"));
+        match self.backend() {
+            Backend::Oriole(s) => {
+                limited("add_user", s.add_user(&jid, password))
+                    .await
+                    .unwrap_or_else(|e| panic!("add_user {jid}: {e:?}"));
+            }
+            Backend::Prosody(p) => {
+                p.add_user(&jid, password)
+                    .unwrap_or_else(|e| panic!("add_user {jid}: {e}"));
+            }
+        }
     }
 
     /// Create several users, each with the password `<user>pw`.
@@ -156,7 +207,7 @@ impl TestServer {
     /// How the client trusts the server: pinned to the generated `<data_dir>/tls/cert.pem`
     /// when it exists, otherwise any certificate.
     pub fn trust(&self) -> Trust {
-        let pem = self.server().data_dir().join("tls").join("cert.pem");
+        let pem = self.data_dir().join("tls").join("cert.pem");
         if pem.exists() {
             Trust::pin_pem_file(&pem).expect("readable certificate")
         } else {

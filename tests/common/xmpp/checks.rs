@@ -174,24 +174,6 @@ pub async fn expect_push(
     push
 }
 
-/// Await an available presence from `from` whose `<show/>` is `show`.
-pub async fn expect_presence_showing(c: &mut Client, from: &str, show: &str) -> Element {
-    let from_owned = from.to_string();
-    let show_owned = show.to_string();
-    c.recv_matching(
-        STEP,
-        &format!("presence from {from} showing {show}"),
-        move |e| {
-            e.name == "presence"
-                && e.attr("from") == Some(from_owned.as_str())
-                && e.attr("type").is_none()
-                && e.child_text("show", NS_CLIENT).as_deref() == Some(show_owned.as_str())
-        },
-    )
-    .await
-    .unwrap()
-}
-
 /// Await a presence stanza of `kind` (None: available) from `from`.
 pub async fn expect_presence(c: &mut Client, from: &str, kind: Option<&str>) -> Element {
     let from_owned = from.to_string();
@@ -201,6 +183,56 @@ pub async fn expect_presence(c: &mut Client, from: &str, kind: Option<&str>) -> 
             && e.attr("from") == Some(from_owned.as_str())
             && e.attr("type") == kind_owned.as_deref()
     })
+    .await
+    .unwrap()
+}
+
+/// Await a presence stanza from `from` of `kind` (None: available) for which `pred` holds.
+pub async fn expect_presence_where<F>(
+    c: &mut Client,
+    from: &str,
+    kind: Option<&str>,
+    what: &str,
+    pred: F,
+) -> Element
+where
+    F: Fn(&Element) -> bool,
+{
+    let from_owned = from.to_string();
+    let kind_owned = kind.map(str::to_string);
+    c.recv_matching(
+        STEP,
+        &format!("presence {kind:?} from {from}: {what}"),
+        move |e| {
+            e.name == "presence"
+                && e.attr("from") == Some(from_owned.as_str())
+                && e.attr("type") == kind_owned.as_deref()
+                && pred(e)
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Await the unavailable presence that tells `c` a contact's resource is gone: from the
+/// contact's full JID, or from its bare JID (which covers every resource; Prosody sends that
+/// after an unsubscribe).
+pub async fn expect_contact_unavailable(c: &mut Client, contact_full: &str) -> Element {
+    let full = contact_full.to_string();
+    let bare = contact_full
+        .split('/')
+        .next()
+        .unwrap_or(contact_full)
+        .to_string();
+    c.recv_matching(
+        STEP,
+        &format!("unavailable from {contact_full}"),
+        move |e| {
+            e.name == "presence"
+                && e.attr("type") == Some("unavailable")
+                && (e.attr("from") == Some(full.as_str()) || e.attr("from") == Some(bare.as_str()))
+        },
+    )
     .await
     .unwrap()
 }
