@@ -263,6 +263,8 @@ async fn pre_approval() {
         a.send("<presence to='bob@localhost' type='subscribe'/>")
             .await
             .unwrap();
+        // RFC 6121 §3.1.2: the outbound request is pushed first (ask='subscribe').
+        expect_push(&mut a, &bare("bob"), "none", Some("subscribe")).await;
         expect_presence(&mut a, &bare("bob"), Some("subscribed")).await;
         expect_push(&mut a, &bare("bob"), "to", None).await;
         expect_presence(&mut a, &full("bob", "b"), None).await;

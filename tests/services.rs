@@ -59,8 +59,10 @@ async fn disco_info_of_the_server() {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), fs.len(), "duplicate features: {fs:?}");
-        // Registration is off by default: not advertised.
-        assert!(!fs.iter().any(|x| x == REGISTER), "{fs:?}");
+        // jabber:iq:register is advertised even with sign-up off: logged-in users can change
+        // their password (XEP-0077 §3.3), and clients look for this feature to offer it.
+        // Sign-up itself is announced by the stream feature, absent by default.
+        assert!(fs.iter().any(|x| x == REGISTER), "{fs:?}");
     })
     .await
 }
@@ -341,8 +343,9 @@ async fn private_xml_storage() {
             .and_then(|q| q.child("none", "urn:example:none"))
             .unwrap_or_else(|| panic!("{r}"));
         assert!(n.children.is_empty(), "{r}");
-        // Reserved namespaces are not-acceptable (XEP-0049 §3).
-        for ns in ["jabber:client", PRIVATE, "jabber:iq:roster"] {
+        // Namespaces that cannot be an element's own are not-acceptable (XEP-0049 §3 makes
+        // refusing the other reserved `jabber:*` namespaces optional; Oriole accepts them).
+        for ns in ["jabber:client", PRIVATE, "jabber:server"] {
             let r = a
                 .iq(
                     "set",

@@ -671,17 +671,9 @@ impl Connection {
                 ))
             }
         };
-        // RFC 6120 §8.1.2.1: the server stamps `from`; a client may only name itself.
-        match stanza.from() {
-            Ok(None) => {}
-            Ok(Some(f)) if f == *full || f == full.to_bare() => {}
-            _ => {
-                return Err(End::Stream(
-                    StreamError::InvalidFrom,
-                    Some("a client may only send from its own address".into()),
-                ))
-            }
-        }
+        // RFC 6120 §8.1.2.1: the server adds `from` or overrides whatever the client wrote
+        // with the session's full JID (subscription presence is re-stamped with the bare JID
+        // by the presence code). A client cannot speak for anyone else.
         stanza.set_from(full);
         let to = match stanza.to() {
             Ok(t) => t,
