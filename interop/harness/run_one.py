@@ -19,10 +19,8 @@ import argparse
 import asyncio
 import importlib
 import logging
-import os
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -137,9 +135,8 @@ def main() -> int:
         mod = load(name)
         registration = getattr(mod, "REGISTRATION", False)
         if registration and not args.enable_register:
-            result = ("SKIP", "in-band registration is off in the test config "
-                              "(interop/run --enable-register turns it on)")
-            raise StopIteration
+            raise Skip("in-band registration is off in the test config "
+                       "(interop/run --enable-register turns it on)")
         target = TARGETS[args.target](work, registration=registration)
         ctx = Ctx(target, work, name, {"register": args.enable_register})
         target.prepare()
@@ -166,8 +163,6 @@ def main() -> int:
         if code != 0:
             raise Fail(f"scenario passed, but the server exited with {code} on SIGTERM")
         result = ("PASS", "")
-    except StopIteration:
-        pass
     except Skip as e:
         result = ("SKIP", str(e))
     except Fail as e:

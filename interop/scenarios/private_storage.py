@@ -41,8 +41,8 @@ async def run(ctx):
 
     ctx.step("store another namespace; the first is unchanged")
     await alice.iq("set", wrap(f"<prefs xmlns='{B}'><x>1</x></prefs>"))
-    check(await read(alice, A) is not None and (await read(alice, A)).find(q(A, "colour"))
-          is not None, "storing namespace B changed namespace A")
+    el = await read(alice, A)
+    check(el.findtext(q(A, "colour")) == "blue", f"storing namespace B changed A: {short(el)}")
     check((await read(alice, B)).findtext(q(B, "x")) == "1", "namespace B not stored")
 
     ctx.step("replace the first namespace's data")
