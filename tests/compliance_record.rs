@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const DOAP_XMPP: &str = "https://linkmauve.fr/ns/xmpp-doap#";
 const RDF: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#";
@@ -36,8 +35,15 @@ fn doap_entries() -> BTreeMap<String, (String, String)> {
         let version = xep.child_text("version", DOAP_XMPP).expect("a version");
         let status = xep.child_text("status", DOAP_XMPP).expect("a status");
         assert!(
-            ["complete", "partial", "planned", "deprecated", "removed", "wontfix"]
-                .contains(&status.as_str()),
+            [
+                "complete",
+                "partial",
+                "planned",
+                "deprecated",
+                "removed",
+                "wontfix"
+            ]
+            .contains(&status.as_str()),
             "XEP-{number}: unknown DOAP status {status}"
         );
         assert!(
