@@ -30,6 +30,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Contact addresses published in disco (XEP-0157), e.g. "mailto:admin@example.org".
     pub admin_contacts: Vec<String>,
+    /// Where to report abuse (XEP-0157 abuse-addresses), e.g. "xmpp:abuse@example.org".
+    pub abuse_contacts: Vec<String>,
+    /// Where to report security issues (XEP-0157 security-addresses).
+    pub security_contacts: Vec<String>,
+    /// Where users get help (XEP-0157 support-addresses).
+    pub support_contacts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +44,9 @@ impl Default for ServerConfig {
             domains: vec!["localhost".into()],
             data_dir: PathBuf::from("data"),
             admin_contacts: Vec::new(),
+            abuse_contacts: Vec::new(),
+            security_contacts: Vec::new(),
+            support_contacts: Vec::new(),
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct ModuleRegistry {
     /// Payload namespace -> (element name, module index).
     by_ns: std::collections::HashMap<&'static str, Vec<(&'static str, usize)>>,
     pub ctx: ModuleContext,
+    /// The server's entity capabilities (XEP-0115), offered as a stream feature.
+    pub caps: crate::xml::Element,
 }
 
 impl ModuleRegistry {
@@ -63,16 +65,18 @@ impl ModuleRegistry {
         server_features.dedup();
         account_features.sort_unstable();
         account_features.dedup();
+        let ctx = ModuleContext {
+            config,
+            storage,
+            server,
+            server_features: Arc::new(server_features),
+            account_features: Arc::new(account_features),
+        };
         ModuleRegistry {
             modules,
             by_ns,
-            ctx: ModuleContext {
-                config,
-                storage,
-                server,
-                server_features: Arc::new(server_features),
-                account_features: Arc::new(account_features),
-            },
+            caps: crate::modules::disco::server_caps(&ctx),
+            ctx,
         }
     }
 

@@ -359,6 +359,8 @@ impl Connection {
                 f.push_child(Element::new("register", ns::REGISTER_FEATURE));
             }
         }
+        // XEP-0115 §6.3: the server's own capabilities, so clients can cache its features.
+        f.push_child(self.state.modules.caps.clone());
         // The `stream:` prefix is declared by our header.
         let mut s = String::from("<stream:features>");
         for c in f.elements() {

@@ -55,10 +55,13 @@ impl Module for DiscoModule {
         let info = req.payload.ns == ns::DISCO_INFO;
         match (&req.target, info) {
             (IqTarget::Server(_), true) => {
-                if node.is_some() {
-                    return Err(StanzaError::item_not_found());
+                let info = server_info(ctx);
+                match node {
+                    None => Ok(Some(info)),
+                    // XEP-0115 §6.2: the caps node#ver we advertise must be answerable.
+                    Some(n) if n == caps_node(&info) => Ok(Some(info.with_attr("node", n))),
+                    Some(_) => Err(StanzaError::item_not_found()),
                 }
-                Ok(Some(server_info(ctx)))
             }
             (IqTarget::Server(_), false) => {
                 if node.is_some() {
@@ -96,29 +99,126 @@ fn server_info(ctx: &ModuleContext) -> Element {
     for f in ctx.server_features.iter() {
         q.push_child(feature(f));
     }
-    let contacts = &ctx.config.server.admin_contacts;
-    if !contacts.is_empty() {
-        q.push_child(contact_form(contacts));
+    let server = &ctx.config.server;
+    let fields = [
+        ("abuse-addresses", &server.abuse_contacts),
+        ("admin-addresses", &server.admin_contacts),
+        ("security-addresses", &server.security_contacts),
+        ("support-addresses", &server.support_contacts),
+    ];
+    if fields.iter().any(|(_, list)| !list.is_empty()) {
+        q.push_child(contact_form(&fields));
     }
     q
 }
 
-/// The XEP-0157 form (XEP-0128 extended information) listing the admin addresses.
-fn contact_form(addresses: &[String]) -> Element {
+/// The XEP-0157 form (XEP-0128 extended information) listing the contact addresses, one
+/// field per kind that has any.
+fn contact_form(fields: &[(&str, &Vec<String>)]) -> Element {
     let value = |v: &str| Element::new("value", ns::DATA_FORMS).with_text(v);
-    let mut admins = Element::new("field", ns::DATA_FORMS).with_attr("var", "admin-addresses");
-    for a in addresses {
-        admins.push_child(value(a));
-    }
-    Element::new("x", ns::DATA_FORMS)
+    let mut form = Element::new("x", ns::DATA_FORMS)
         .with_attr("type", "result")
         .with_child(
             Element::new("field", ns::DATA_FORMS)
                 .with_attr("var", "FORM_TYPE")
                 .with_attr("type", "hidden")
                 .with_child(value(SERVERINFO_FORM_TYPE)),
-        )
-        .with_child(admins)
+        );
+    for (var, addresses) in fields.iter().filter(|(_, l)| !l.is_empty()) {
+        let mut field = Element::new("field", ns::DATA_FORMS).with_attr("var", *var);
+        for a in addresses.iter() {
+            field.push_child(value(a));
+        }
+        form.push_child(field);
+    }
+    form
+}
+
+/// The node URI of Oriole's entity capabilities (XEP-0115).
+pub const CAPS_NODE: &str = "urn:oriole:server";
+
+/// `node#ver` for a disco#info answer.
+fn caps_node(info: &Element) -> String {
+    format!("{CAPS_NODE}#{}", caps_ver(info))
+}
+
+/// The XEP-0115 §5.1 verification string of a disco#info `<query/>`, hashed with SHA-1 and
+/// base64-encoded.
+pub fn caps_ver(info: &Element) -> String {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut identities: Vec<String> = info
+        .elements()
+        .filter(|e| e.is("identity", ns::DISCO_INFO))
+        .map(|e| {
+            format!(
+                "{}/{}/{}/{}<",
+                e.attr("category").unwrap_or(""),
+                e.attr("type").unwrap_or(""),
+                e.attr("xml:lang").unwrap_or(""),
+                e.attr("name").unwrap_or("")
+            )
+        })
+        .collect();
+    identities.sort();
+    let mut features: Vec<&str> = info
+        .elements()
+        .filter(|e| e.is("feature", ns::DISCO_INFO))
+        .filter_map(|e| e.attr("var"))
+        .collect();
+    features.sort_unstable();
+    let mut s = identities.concat();
+    for f in features {
+        s.push_str(f);
+        s.push('<');
+    }
+    // (FORM_TYPE, [(var, values)]) per form, each part sorted as §5.1 requires.
+    type Fields = Vec<(String, Vec<String>)>;
+    let mut forms: Vec<(String, Fields)> = Vec::new();
+    for form in info.elements().filter(|e| e.is("x", ns::DATA_FORMS)) {
+        let mut form_type = String::new();
+        let mut fields = Vec::new();
+        for field in form.elements().filter(|e| e.is("field", ns::DATA_FORMS)) {
+            let var = field.attr("var").unwrap_or("").to_string();
+            let mut values: Vec<String> = field
+                .elements()
+                .filter(|e| e.is("value", ns::DATA_FORMS))
+                .map(|v| v.text())
+                .collect();
+            if var == "FORM_TYPE" {
+                form_type = values.first().cloned().unwrap_or_default();
+                continue;
+            }
+            values.sort();
+            fields.push((var, values));
+        }
+        fields.sort();
+        forms.push((form_type, fields));
+    }
+    forms.sort();
+    for (form_type, fields) in forms {
+        s.push_str(&form_type);
+        s.push('<');
+        for (var, values) in fields {
+            s.push_str(&var);
+            s.push('<');
+            for v in values {
+                s.push_str(&v);
+                s.push('<');
+            }
+        }
+    }
+    base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()))
+}
+
+/// The `<c/>` element advertising the server's own capabilities as a stream feature
+/// (XEP-0115 §6.3).
+pub fn server_caps(ctx: &ModuleContext) -> Element {
+    let info = server_info(ctx);
+    Element::new("c", "http://jabber.org/protocol/caps")
+        .with_attr("hash", "sha-1")
+        .with_attr("node", CAPS_NODE)
+        .with_attr("ver", caps_ver(&info))
 }
 
 fn account_info(ctx: &ModuleContext) -> Element {
@@ -476,5 +576,22 @@ mod tests {
             info(),
         );
         assert_eq!(condition(r), "internal-server-error");
+    }
+
+    #[test]
+    fn caps_ver_matches_the_xep_0115_simple_example() {
+        // XEP-0115 §5.2: identity client/pc//Exodus 0.9.1 and four features.
+        let info = Element::new("query", ns::DISCO_INFO)
+            .with_child(
+                Element::new("identity", ns::DISCO_INFO)
+                    .with_attr("category", "client")
+                    .with_attr("type", "pc")
+                    .with_attr("name", "Exodus 0.9.1"),
+            )
+            .with_child(feature("http://jabber.org/protocol/caps"))
+            .with_child(feature("http://jabber.org/protocol/disco#info"))
+            .with_child(feature("http://jabber.org/protocol/disco#items"))
+            .with_child(feature("http://jabber.org/protocol/muc"));
+        assert_eq!(caps_ver(&info), "QgayPKawpkPSDYmwT/WM94uAlu0=");
     }
 }
