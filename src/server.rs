@@ -464,6 +464,12 @@ async fn accept_loop(state: Arc<ServerState>, listener: TcpListener, direct_tls:
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        // A peer that vanished without a FIN (a phone that lost its network) is detected by
+        // TCP keepalive after about ten minutes instead of holding its session forever.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(300))
+            .with_interval(Duration::from_secs(60));
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
         state.tasks.spawn(crate::c2s::serve(
             state.clone(),
             tcp,
