@@ -61,6 +61,21 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<T, String>> + Send + 'static,
 {
+    run_many_within(n, conc, LOGIN_TIMEOUT, f).await
+}
+
+/// [`run_many`] with a time limit of its own for each job.
+async fn run_many_within<T, F, Fut>(
+    n: usize,
+    conc: usize,
+    limit: Duration,
+    f: F,
+) -> (Vec<Option<T>>, Vec<u32>, Vec<String>)
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, String>> + Send + 'static,
+{
     let f = Arc::new(f);
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -75,7 +90,7 @@ where
                     break;
                 }
                 let t = Instant::now();
-                let r = match tokio::time::timeout(LOGIN_TIMEOUT, f(i)).await {
+                let r = match tokio::time::timeout(limit, f(i)).await {
                     Ok(r) => r,
                     Err(_) => Err("timed out".to_string()),
                 };
@@ -329,8 +344,9 @@ async fn chat_task(
     'outer: loop {
         tokio::select! {
             r = c.io.read(&mut buf) => {
+                // Once sending has stopped, the partner closing first is not an error.
                 let n = match r {
-                    Ok(0) | Err(_) => { st.errors += 1; break; }
+                    Ok(0) | Err(_) => { st.errors += u64::from(sending); break; }
                     Ok(n) => n,
                 };
                 c.framer.feed(&buf[..n]);
@@ -355,7 +371,7 @@ async fn chat_task(
                                 st.sent += 1;
                             }
                         }
-                        Frame::End => { st.errors += 1; break 'outer; }
+                        Frame::End => { st.errors += u64::from(sending); break 'outer; }
                         Frame::Header => {}
                     }
                 }
@@ -601,7 +617,9 @@ pub async fn offline(
     let t = ctx.target.clone();
     let a = ctx.snap();
     let d2 = domain.clone();
-    let (_, _, errors) = run_many(senders, senders, move |s| {
+    // A sender's job is its whole share of the messages: no overall limit, but each ping
+    // reply must come within LOGIN_TIMEOUT.
+    let (_, _, errors) = run_many_within(senders, senders, Duration::from_secs(24 * 3600), move |s| {
         let t = t.clone();
         let domain = d2.clone();
         async move {
@@ -621,7 +639,9 @@ pub async fn offline(
                     out.push_str(&format!("<iq type='get' id='p{j}' to='{domain}'><ping xmlns='urn:xmpp:ping'/></iq>"));
                     c.send(&out).await?;
                     out.clear();
-                    c.reply(&format!("p{j}")).await?;
+                    tokio::time::timeout(LOGIN_TIMEOUT, c.reply(&format!("p{j}")))
+                        .await
+                        .map_err(|_| format!("no ping reply within {LOGIN_TIMEOUT:?}"))??;
                     batch = 0;
                 }
             }
@@ -642,40 +662,46 @@ pub async fn offline(
     let got = Arc::new(AtomicU64::new(0));
     let g2 = got.clone();
     let c0 = ctx.snap();
-    let (_, _, derrors) = run_many(recipients, ctx.concurrency, move |r| {
-        let t = t.clone();
-        let got = g2.clone();
-        async move {
-            let i = senders + r;
-            let mut c = client::login(
-                &t,
-                i,
-                &format!("u{i}"),
-                "bench",
-                LoginOpts {
-                    presence: false,
-                    roster: false,
-                },
-            )
-            .await?;
-            c.send("<presence/>").await?;
-            let mut n = 0usize;
-            while n < per_rcpt {
-                let el = match tokio::time::timeout(Duration::from_secs(10), c.element()).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(format!("got {n} of {per_rcpt} offline messages")),
-                };
-                if framer::local_name(&el) == b"message"
-                    && framer::find(&el, b"offline message").is_some()
-                {
-                    n += 1;
-                    got.fetch_add(1, Ordering::Relaxed);
+    let (_, _, derrors) = run_many_within(
+        recipients,
+        ctx.concurrency,
+        Duration::from_secs(24 * 3600),
+        move |r| {
+            let t = t.clone();
+            let got = g2.clone();
+            async move {
+                let i = senders + r;
+                let mut c = client::login(
+                    &t,
+                    i,
+                    &format!("u{i}"),
+                    "bench",
+                    LoginOpts {
+                        presence: false,
+                        roster: false,
+                    },
+                )
+                .await?;
+                c.send("<presence/>").await?;
+                let mut n = 0usize;
+                while n < per_rcpt {
+                    let el = match tokio::time::timeout(Duration::from_secs(10), c.element()).await
+                    {
+                        Ok(r) => r?,
+                        Err(_) => return Err(format!("got {n} of {per_rcpt} offline messages")),
+                    };
+                    if framer::local_name(&el) == b"message"
+                        && framer::find(&el, b"offline message").is_some()
+                    {
+                        n += 1;
+                        got.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
+                c.close().await;
+                Ok(())
             }
-            c.close().await;
-            Ok(())
-        }
-    })
+        },
+    )
     .await;
     let d = ctx.snap();
     let deliver = cpu_between(&c0, &d);
