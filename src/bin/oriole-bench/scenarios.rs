@@ -1,0 +1,760 @@
+//! The benchmark scenarios: login, idle, chat (closed and open loop, or over the relay),
+//! roster and offline. Each prints a summary and one `RESULT` line.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::client::{self, Conn, LoginOpts, Target};
+use crate::framer::{self, Frame};
+use crate::metrics::{self, cpu_between, ms, percentiles, CpuSnap};
+use crate::relay;
+
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Ctx {
+    pub target: Arc<Target>,
+    pub pid: Option<String>,
+    pub label: String,
+    pub concurrency: usize,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Ctx {
+    fn snap(&self) -> CpuSnap {
+        CpuSnap::take(self.pid.as_deref())
+    }
+    fn rss(&self) -> u64 {
+        self.pid.as_deref().and_then(metrics::rss_kib).unwrap_or(0)
+    }
+}
+
+static T0: OnceLock<Instant> = OnceLock::new();
+
+/// Microseconds since the process's time base (the same clock for sender and receiver).
+fn now_us() -> u64 {
+    T0.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+fn result_line(scenario: &str, label: &str, fields: &[(&str, String)]) {
+    let mut s = format!("RESULT scenario={scenario} server={label}");
+    for (k, v) in fields {
+        s.push_str(&format!(" {k}={v}"));
+    }
+    println!("{s}");
+}
+
+fn pct(part: f64, wall: f64) -> String {
+    format!("{:.0}", if wall > 0.0 { 100.0 * part / wall } else { 0.0 })
+}
+
+/// Runs `f(0..n)` with at most `conc` in flight; returns the results by index and the
+/// latency of each success in microseconds.
+async fn run_many<T, F, Fut>(n: usize, conc: usize, f: F) -> (Vec<Option<T>>, Vec<u32>, Vec<String>)
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, String>> + Send + 'static,
+{
+    run_many_within(n, conc, LOGIN_TIMEOUT, f).await
+}
+
+/// [`run_many`] with a time limit of its own for each job.
+async fn run_many_within<T, F, Fut>(
+    n: usize,
+    conc: usize,
+    limit: Duration,
+    f: F,
+) -> (Vec<Option<T>>, Vec<u32>, Vec<String>)
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, String>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..conc.min(n.max(1)) {
+        let f = f.clone();
+        let next = next.clone();
+        workers.spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let t = Instant::now();
+                let r = match tokio::time::timeout(limit, f(i)).await {
+                    Ok(r) => r,
+                    Err(_) => Err("timed out".to_string()),
+                };
+                out.push((i, r, t.elapsed().as_micros() as u32));
+            }
+            out
+        });
+    }
+    let mut results: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    let mut lat = Vec::with_capacity(n);
+    let mut errors = Vec::new();
+    while let Some(w) = workers.join_next().await {
+        let Ok(out) = w else {
+            errors.push("worker panicked".to_string());
+            continue;
+        };
+        for (i, r, l) in out {
+            match r {
+                Ok(v) => {
+                    results[i] = Some(v);
+                    lat.push(l);
+                }
+                Err(e) => errors.push(format!("client {i}: {e}")),
+            }
+        }
+    }
+    if let Some(e) = errors.first() {
+        eprintln!("{} errors; first: {e}", errors.len());
+    }
+    (results, lat, errors)
+}
+
+pub async fn login(ctx: &Ctx, n: usize) -> Result<(), String> {
+    let t = ctx.target.clone();
+    let a = ctx.snap();
+    let (_, lat, errors) = run_many(n, ctx.concurrency, move |i| {
+        let t = t.clone();
+        async move {
+            let c = client::login(
+                &t,
+                i,
+                &format!("u{i}"),
+                "bench",
+                LoginOpts {
+                    presence: true,
+                    roster: false,
+                },
+            )
+            .await?;
+            c.close().await;
+            Ok(())
+        }
+    })
+    .await;
+    let b = ctx.snap();
+    let u = cpu_between(&a, &b);
+    let ok = lat.len();
+    let p = percentiles(lat);
+    let rate = ok as f64 / u.wall;
+    println!(
+        "login {}: {ok}/{n} ok in {:.2}s = {rate:.0} logins/s, p50 {} ms, p99 {} ms; server CPU {:.2} ms/login; generator {}% CPU, others {}%",
+        ctx.label,
+        u.wall,
+        ms(p.p50),
+        ms(p.p99),
+        1000.0 * u.server / ok.max(1) as f64,
+        pct(u.me, u.wall),
+        pct(u.other, u.wall)
+    );
+    result_line(
+        "login",
+        &ctx.label,
+        &[
+            ("clients", n.to_string()),
+            ("ok", ok.to_string()),
+            ("errors", errors.len().to_string()),
+            ("logins_s", format!("{rate:.0}")),
+            ("p50_ms", ms(p.p50)),
+            ("p99_ms", ms(p.p99)),
+            (
+                "server_cpu_ms_per_login",
+                format!("{:.3}", 1000.0 * u.server / ok.max(1) as f64),
+            ),
+            ("server_cpu_pct", pct(u.server, u.wall)),
+            ("gen_cpu_pct", pct(u.me, u.wall)),
+            ("other_cpu_pct", pct(u.other, u.wall)),
+        ],
+    );
+    Ok(())
+}
+
+pub async fn idle(ctx: &Ctx, n: usize, hold: u64) -> Result<(), String> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss0 = ctx.rss();
+    let slab0 = metrics::slab_kib().unwrap_or(0);
+    let me0 = metrics::rss_kib("self").unwrap_or(0);
+    let t = ctx.target.clone();
+    let a = ctx.snap();
+    let (conns, lat, errors) = run_many(n, ctx.concurrency, move |i| {
+        let t = t.clone();
+        async move {
+            client::login(
+                &t,
+                i,
+                &format!("u{i}"),
+                "bench",
+                LoginOpts {
+                    presence: true,
+                    roster: false,
+                },
+            )
+            .await
+        }
+    })
+    .await;
+    let b = ctx.snap();
+    let ok = lat.len();
+    let setup = cpu_between(&a, &b);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss1 = ctx.rss();
+    let slab1 = metrics::slab_kib().unwrap_or(0);
+    let me1 = metrics::rss_kib("self").unwrap_or(0);
+    let c = ctx.snap();
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let d = ctx.snap();
+    let idle = cpu_between(&c, &d);
+    let rss_end = ctx.rss();
+    let per = |x: u64, y: u64| (y.saturating_sub(x)) as f64 / ok.max(1) as f64;
+    println!(
+        "idle {}: {ok}/{n} sessions (setup {:.1}s, {:.0} logins/s); server RSS {} -> {} KiB = {:.1} KiB/session \
+         (after {hold}s: {} KiB); kernel slab {:.1} KiB/connection (both ends); generator {:.1} KiB/session; \
+         idle server CPU {:.2}% over {hold}s",
+        ctx.label,
+        setup.wall,
+        ok as f64 / setup.wall,
+        rss0,
+        rss1,
+        per(rss0, rss1),
+        rss_end,
+        per(slab0, slab1),
+        per(me0, me1),
+        100.0 * idle.server / idle.wall
+    );
+    result_line(
+        "idle",
+        &ctx.label,
+        &[
+            ("clients", n.to_string()),
+            ("ok", ok.to_string()),
+            ("errors", errors.len().to_string()),
+            ("rss_base_kib", rss0.to_string()),
+            ("rss_kib", rss1.to_string()),
+            ("kib_per_session", format!("{:.1}", per(rss0, rss1))),
+            ("slab_kib_per_conn", format!("{:.1}", per(slab0, slab1))),
+            ("gen_kib_per_session", format!("{:.1}", per(me0, me1))),
+            (
+                "idle_server_cpu_pct",
+                format!("{:.2}", 100.0 * idle.server / idle.wall),
+            ),
+            ("setup_logins_s", format!("{:.0}", ok as f64 / setup.wall)),
+        ],
+    );
+    let mut closing = tokio::task::JoinSet::new();
+    for c in conns.into_iter().flatten() {
+        closing.spawn(c.close());
+    }
+    while closing.join_next().await.is_some() {}
+    Ok(())
+}
+
+pub struct ChatOpts {
+    pub clients: usize,
+    pub window: usize,
+    pub rate: f64,
+    pub warmup: u64,
+    pub duration: u64,
+    pub pad: usize,
+    pub relay: bool,
+}
+
+struct ChatShared {
+    window: usize,
+    /// Messages per second per client (open loop), 0 for closed loop.
+    rate: f64,
+    pad: String,
+    win_start: AtomicU64,
+    win_end: AtomicU64,
+}
+
+#[derive(Default)]
+struct ChatStats {
+    sent: u64,
+    recv: u64,
+    recv_window: u64,
+    lat: Vec<u32>,
+    errors: u64,
+}
+
+fn push_msg(out: &mut Vec<u8>, to: &str, pad: &str) {
+    out.extend_from_slice(
+        format!(
+            "<message to='{to}' type='chat'><body>{} {pad}</body></message>",
+            now_us()
+        )
+        .as_bytes(),
+    );
+}
+
+fn body_ts(el: &[u8]) -> Option<u64> {
+    let body = framer::between(el, "<body>", " ")?;
+    std::str::from_utf8(body).ok()?.parse().ok()
+}
+
+async fn chat_task(
+    mut c: Conn,
+    to: String,
+    initiator: bool,
+    sh: Arc<ChatShared>,
+    mut phase: watch::Receiver<u8>,
+) -> ChatStats {
+    let mut st = ChatStats::default();
+    while *phase.borrow() < 1 {
+        if phase.changed().await.is_err() {
+            return st;
+        }
+    }
+    let closed = sh.rate <= 0.0;
+    let mut out: Vec<u8> = Vec::with_capacity(8192);
+    let mut iv = if closed {
+        None
+    } else {
+        let period = Duration::from_secs_f64(1.0 / sh.rate);
+        let offset = period.mul_f64(rand::random::<f64>());
+        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        Some(i)
+    };
+    if closed && initiator {
+        for _ in 0..sh.window {
+            push_msg(&mut out, &to, &sh.pad);
+            st.sent += 1;
+        }
+        if c.io.write_all(&out).await.is_err() || c.io.flush().await.is_err() {
+            st.errors += 1;
+            return st;
+        }
+        out.clear();
+    }
+    let mut sending = true;
+    let mut buf = vec![0u8; 32 * 1024];
+    'outer: loop {
+        tokio::select! {
+            r = c.io.read(&mut buf) => {
+                // Once sending has stopped, the partner closing first is not an error.
+                let n = match r {
+                    Ok(0) | Err(_) => { st.errors += u64::from(sending); break; }
+                    Ok(n) => n,
+                };
+                c.framer.feed(&buf[..n]);
+                let now = now_us();
+                let ws = sh.win_start.load(Ordering::Relaxed);
+                let we = sh.win_end.load(Ordering::Relaxed);
+                while let Some(f) = c.framer.next_frame() {
+                    match f {
+                        Frame::Element(r) => {
+                            let el = c.framer.get(r);
+                            if framer::local_name(el) != b"message" {
+                                continue;
+                            }
+                            let Some(ts) = body_ts(el) else { continue };
+                            st.recv += 1;
+                            if now >= ws && now < we {
+                                st.recv_window += 1;
+                                st.lat.push(now.saturating_sub(ts).min(u32::MAX as u64) as u32);
+                            }
+                            if closed && sending {
+                                push_msg(&mut out, &to, &sh.pad);
+                                st.sent += 1;
+                            }
+                        }
+                        Frame::End => { st.errors += u64::from(sending); break 'outer; }
+                        Frame::Header => {}
+                    }
+                }
+                if !out.is_empty() {
+                    if c.io.write_all(&out).await.is_err() || c.io.flush().await.is_err() {
+                        st.errors += 1;
+                        break;
+                    }
+                    out.clear();
+                }
+            }
+            _ = async { match iv.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending::<()>().await } }, if sending => {
+                push_msg(&mut out, &to, &sh.pad);
+                st.sent += 1;
+                if c.io.write_all(&out).await.is_err() || c.io.flush().await.is_err() {
+                    st.errors += 1;
+                    break;
+                }
+                out.clear();
+            }
+            ch = phase.changed() => {
+                if ch.is_err() { break; }
+                let p = *phase.borrow();
+                if p >= 2 { sending = false; }
+                if p >= 3 { break; }
+            }
+        }
+    }
+    c.close().await;
+    st
+}
+
+pub async fn chat(ctx: &Ctx, o: ChatOpts) -> Result<(), String> {
+    let n = o.clients - o.clients % 2;
+    if n == 0 {
+        return Err("chat needs at least 2 clients".into());
+    }
+    let t = ctx.target.clone();
+    let relay_mode = o.relay;
+    let (conns, _, errors) = run_many(n, ctx.concurrency, move |i| {
+        let t = t.clone();
+        async move {
+            if relay_mode {
+                relay::connect(&t, i, (i / 2) as u64).await
+            } else {
+                client::login(
+                    &t,
+                    i,
+                    &format!("u{i}"),
+                    "bench",
+                    LoginOpts {
+                        presence: true,
+                        roster: false,
+                    },
+                )
+                .await
+            }
+        }
+    })
+    .await;
+    if !errors.is_empty() {
+        return Err(format!("{} clients failed to connect", errors.len()));
+    }
+    let conns: Vec<Conn> = conns.into_iter().flatten().collect();
+    let jids: Vec<String> = conns.iter().map(|c| c.jid.clone()).collect();
+    let sh = Arc::new(ChatShared {
+        window: o.window.max(1),
+        rate: if o.rate > 0.0 { o.rate / n as f64 } else { 0.0 },
+        pad: "x".repeat(o.pad),
+        win_start: AtomicU64::new(u64::MAX),
+        win_end: AtomicU64::new(u64::MAX),
+    });
+    let (tx, rx) = watch::channel(0u8);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, c) in conns.into_iter().enumerate() {
+        let partner = jids[i ^ 1].clone();
+        tasks.spawn(chat_task(c, partner, i % 2 == 0, sh.clone(), rx.clone()));
+    }
+    let start = now_us();
+    let ws = start + o.warmup * 1_000_000;
+    let we = ws + o.duration * 1_000_000;
+    sh.win_start.store(ws, Ordering::Relaxed);
+    sh.win_end.store(we, Ordering::Relaxed);
+    let _ = tx.send(1);
+    tokio::time::sleep(Duration::from_secs(o.warmup)).await;
+    let a = ctx.snap();
+    tokio::time::sleep(Duration::from_secs(o.duration)).await;
+    let b = ctx.snap();
+    let _ = tx.send(2);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = tx.send(3);
+    let mut total = ChatStats::default();
+    let mut lat = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(s) = r {
+            total.sent += s.sent;
+            total.recv += s.recv;
+            total.recv_window += s.recv_window;
+            total.errors += s.errors;
+            lat.extend(s.lat);
+        }
+    }
+    let u = cpu_between(&a, &b);
+    let p = percentiles(lat);
+    let rate = total.recv_window as f64 / u.wall;
+    let lost = total.sent.saturating_sub(total.recv);
+    let mode = if o.rate > 0.0 {
+        format!("open {:.0}/s", o.rate)
+    } else {
+        format!("closed w{}", sh.window)
+    };
+    let cpu_us = 1e6 * u.server / total.recv_window.max(1) as f64;
+    println!(
+        "chat {} ({mode}, {n} clients): {rate:.0} msgs/s delivered, latency p50 {} p99 {} max {} ms, \
+         lost {lost} of {}, server {:.2} µs CPU/msg ({}%), generator {}% CPU, others {}%",
+        ctx.label,
+        ms(p.p50),
+        ms(p.p99),
+        ms(p.max),
+        total.sent,
+        cpu_us,
+        pct(u.server, u.wall),
+        pct(u.me, u.wall),
+        pct(u.other, u.wall)
+    );
+    let scenario = if o.rate > 0.0 {
+        "chat-open"
+    } else {
+        "chat-closed"
+    };
+    result_line(
+        scenario,
+        &ctx.label,
+        &[
+            ("clients", n.to_string()),
+            ("mode", mode.replace(' ', "_")),
+            ("msgs_s", format!("{rate:.0}")),
+            ("p50_ms", ms(p.p50)),
+            ("p99_ms", ms(p.p99)),
+            ("max_ms", ms(p.max)),
+            ("samples", p.count.to_string()),
+            ("sent", total.sent.to_string()),
+            ("lost", lost.to_string()),
+            ("errors", total.errors.to_string()),
+            ("server_cpu_us_per_msg", format!("{cpu_us:.2}")),
+            ("server_cpu_pct", pct(u.server, u.wall)),
+            ("gen_cpu_pct", pct(u.me, u.wall)),
+            ("other_cpu_pct", pct(u.other, u.wall)),
+        ],
+    );
+    Ok(())
+}
+
+pub async fn roster(ctx: &Ctx, n: usize) -> Result<(), String> {
+    let t = ctx.target.clone();
+    let bytes = Arc::new(AtomicU64::new(0));
+    let b2 = bytes.clone();
+    let a = ctx.snap();
+    let (_, lat, errors) = run_many(n, ctx.concurrency, move |i| {
+        let t = t.clone();
+        let bytes = b2.clone();
+        async move {
+            let c = client::login(
+                &t,
+                i,
+                &format!("r{i}"),
+                "bench",
+                LoginOpts {
+                    presence: true,
+                    roster: true,
+                },
+            )
+            .await?;
+            bytes.fetch_add(c.bytes_in, Ordering::Relaxed);
+            c.close().await;
+            Ok(())
+        }
+    })
+    .await;
+    let b = ctx.snap();
+    let u = cpu_between(&a, &b);
+    let ok = lat.len();
+    let p = percentiles(lat);
+    let rate = ok as f64 / u.wall;
+    let cpu_ms = 1000.0 * u.server / ok.max(1) as f64;
+    println!(
+        "roster {}: {ok}/{n} logins with roster in {:.2}s = {rate:.1}/s, p50 {} ms, p99 {} ms, server {cpu_ms:.2} ms CPU/login, \
+         {:.0} bytes in per login",
+        ctx.label,
+        u.wall,
+        ms(p.p50),
+        ms(p.p99),
+        bytes.load(Ordering::Relaxed) as f64 / ok.max(1) as f64
+    );
+    result_line(
+        "roster",
+        &ctx.label,
+        &[
+            ("clients", n.to_string()),
+            ("ok", ok.to_string()),
+            ("errors", errors.len().to_string()),
+            ("logins_s", format!("{rate:.1}")),
+            ("p50_ms", ms(p.p50)),
+            ("p99_ms", ms(p.p99)),
+            ("server_cpu_ms_per_login", format!("{cpu_ms:.2}")),
+            ("gen_cpu_pct", pct(u.me, u.wall)),
+            ("other_cpu_pct", pct(u.other, u.wall)),
+        ],
+    );
+    Ok(())
+}
+
+fn du_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in rd.flatten() {
+        let Ok(md) = e.metadata() else { continue };
+        if md.is_dir() {
+            total += du_bytes(&e.path());
+        } else {
+            total += md.len();
+        }
+    }
+    total
+}
+
+pub async fn offline(
+    ctx: &Ctx,
+    messages: usize,
+    recipients: usize,
+    senders: usize,
+) -> Result<(), String> {
+    let recipients = recipients.max(1);
+    let senders = senders.max(1);
+    let per_rcpt = messages / recipients;
+    let messages = per_rcpt * recipients;
+    let domain = ctx.target.domain.clone();
+    let disk0 = ctx.data_dir.as_deref().map(du_bytes).unwrap_or(0);
+    // Store: senders u0… send to bare JIDs u<senders>… (offline), with a ping every 500
+    // messages so that nothing piles up unacknowledged in the generator.
+    let t = ctx.target.clone();
+    let a = ctx.snap();
+    let d2 = domain.clone();
+    // A sender's job is its whole share of the messages: no overall limit, but each ping
+    // reply must come within LOGIN_TIMEOUT.
+    let (_, _, errors) = run_many_within(senders, senders, Duration::from_secs(24 * 3600), move |s| {
+        let t = t.clone();
+        let domain = d2.clone();
+        async move {
+            let mut c = client::login(&t, s, &format!("u{s}"), "bench", LoginOpts { presence: false, roster: false }).await?;
+            let mut out = String::new();
+            let mut batch = 0;
+            let mut j = s;
+            while j < messages {
+                let rcpt = senders + j % recipients;
+                out.push_str(&format!(
+                    "<message to='u{rcpt}@{domain}' type='chat'><body>{} offline message {j}</body></message>",
+                    now_us()
+                ));
+                batch += 1;
+                j += senders;
+                if batch == 500 || j >= messages {
+                    out.push_str(&format!("<iq type='get' id='p{j}' to='{domain}'><ping xmlns='urn:xmpp:ping'/></iq>"));
+                    c.send(&out).await?;
+                    out.clear();
+                    tokio::time::timeout(LOGIN_TIMEOUT, c.reply(&format!("p{j}")))
+                        .await
+                        .map_err(|_| format!("no ping reply within {LOGIN_TIMEOUT:?}"))??;
+                    batch = 0;
+                }
+            }
+            c.close().await;
+            Ok(())
+        }
+    })
+    .await;
+    let b = ctx.snap();
+    if !errors.is_empty() {
+        return Err(format!("{} senders failed", errors.len()));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let disk1 = ctx.data_dir.as_deref().map(du_bytes).unwrap_or(0);
+    let store = cpu_between(&a, &b);
+    // Deliver: each recipient logs in, sends presence and counts messages.
+    let t = ctx.target.clone();
+    let got = Arc::new(AtomicU64::new(0));
+    let g2 = got.clone();
+    let c0 = ctx.snap();
+    let (_, _, derrors) = run_many_within(
+        recipients,
+        ctx.concurrency,
+        Duration::from_secs(24 * 3600),
+        move |r| {
+            let t = t.clone();
+            let got = g2.clone();
+            async move {
+                let i = senders + r;
+                let mut c = client::login(
+                    &t,
+                    i,
+                    &format!("u{i}"),
+                    "bench",
+                    LoginOpts {
+                        presence: false,
+                        roster: false,
+                    },
+                )
+                .await?;
+                c.send("<presence/>").await?;
+                let mut n = 0usize;
+                while n < per_rcpt {
+                    let el = match tokio::time::timeout(Duration::from_secs(10), c.element()).await
+                    {
+                        Ok(r) => r?,
+                        Err(_) => return Err(format!("got {n} of {per_rcpt} offline messages")),
+                    };
+                    if framer::local_name(&el) == b"message"
+                        && framer::find(&el, b"offline message").is_some()
+                    {
+                        n += 1;
+                        got.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                c.close().await;
+                Ok(())
+            }
+        },
+    )
+    .await;
+    let d = ctx.snap();
+    let deliver = cpu_between(&c0, &d);
+    let delivered = got.load(Ordering::Relaxed);
+    let disk = if ctx.data_dir.is_some() {
+        format!(
+            "{:.0}",
+            disk1.saturating_sub(disk0) as f64 / messages.max(1) as f64
+        )
+    } else {
+        "-".into()
+    };
+    println!(
+        "offline {}: stored {messages} in {:.2}s = {:.0} msgs/s (server {:.1} µs CPU/msg, disk +{disk} B/msg); \
+         delivered {delivered} in {:.2}s = {:.0} msgs/s (server {:.1} µs CPU/msg); {} delivery errors",
+        ctx.label,
+        store.wall,
+        messages as f64 / store.wall,
+        1e6 * store.server / messages.max(1) as f64,
+        deliver.wall,
+        delivered as f64 / deliver.wall,
+        1e6 * deliver.server / delivered.max(1) as f64,
+        derrors.len()
+    );
+    result_line(
+        "offline",
+        &ctx.label,
+        &[
+            ("messages", messages.to_string()),
+            (
+                "store_msgs_s",
+                format!("{:.0}", messages as f64 / store.wall),
+            ),
+            (
+                "store_cpu_us_per_msg",
+                format!("{:.1}", 1e6 * store.server / messages.max(1) as f64),
+            ),
+            ("disk_b_per_msg", disk),
+            ("delivered", delivered.to_string()),
+            (
+                "deliver_msgs_s",
+                format!("{:.0}", delivered as f64 / deliver.wall),
+            ),
+            (
+                "deliver_cpu_us_per_msg",
+                format!("{:.1}", 1e6 * deliver.server / delivered.max(1) as f64),
+            ),
+            ("errors", derrors.len().to_string()),
+            (
+                "gen_cpu_pct",
+                pct(store.me + deliver.me, store.wall + deliver.wall),
+            ),
+        ],
+    );
+    Ok(())
+}
