@@ -62,6 +62,11 @@ pub struct C2sConfig {
     pub require_encryption: bool,
     /// Seconds a connection may take from accept to a bound resource.
     pub negotiation_timeout_secs: u64,
+    /// Seconds a session whose connection broke is kept for XEP-0198 resumption, when the
+    /// client does not ask for another time.
+    pub sm_resume_timeout_secs: u64,
+    /// Most seconds a client may ask a session to be kept for resumption (`max`).
+    pub sm_max_resume_timeout_secs: u64,
 }
 
 impl Default for C2sConfig {
@@ -71,6 +76,8 @@ impl Default for C2sConfig {
             direct_tls: vec!["[::]:5223".into(), "0.0.0.0:5223".into()],
             require_encryption: true,
             negotiation_timeout_secs: 60,
+            sm_resume_timeout_secs: 300,
+            sm_max_resume_timeout_secs: 3600,
         }
     }
 }

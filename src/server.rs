@@ -91,6 +91,8 @@ pub struct ServerState {
     pub config: Arc<Config>,
     pub storage: Arc<dyn Storage>,
     pub sessions: SessionRegistry,
+    /// Resumable sessions (XEP-0198), by SM-ID.
+    pub sm: crate::c2s::SmSessions,
     pub modules: ModuleRegistry,
     pub tls: TlsContext,
     pub limiter: ConnectionLimiter,
@@ -304,6 +306,7 @@ impl RunningServer {
                 config: config.clone(),
                 storage,
                 sessions: SessionRegistry::default(),
+                sm: Default::default(),
                 tls,
                 limiter,
                 auth_throttle: crate::c2s::AuthThrottle::default(),

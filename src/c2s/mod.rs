@@ -6,8 +6,16 @@
 //! nothing but SASL (and in-band registration when enabled) before authentication, nothing
 //! but resource binding before a resource is bound. Every violation ends the stream with the
 //! stream error RFC 6120 names.
+//!
+//! After binding, the task owns a [`Live`] session: its handle, the receiver of its outbound
+//! queue, its stream management state ([`sm`], XEP-0198) and its client state ([`csi`],
+//! XEP-0352). With resumption enabled, a broken socket does not end the session: the task
+//! keeps it ("hibernates") until the resumption timeout or until a new connection takes the
+//! `Live` session over (see [`sm`]).
 
 mod conn;
+pub mod csi;
+pub mod sm;
 mod throttle;
 
 pub use throttle::AuthThrottle;
@@ -20,7 +28,7 @@ use base64::Engine as _;
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{self, ChannelBindings, Mechanism, SaslFailure, SaslServer, SaslStep};
 use crate::im::presence;
@@ -51,6 +59,11 @@ enum End {
     PeerClosed,
     /// The socket is gone or broken; nothing more can be written.
     Io,
+    /// Send this prebuilt `<stream:error>`, then close.
+    Raw(String),
+    /// A new connection resumed this session (XEP-0198): hand it over, then close this
+    /// stream with `<conflict/>`.
+    TakenOver(oneshot::Sender<Box<Live>>),
 }
 
 impl From<XmlError> for End {
@@ -79,7 +92,6 @@ pub async fn serve(
     direct_tls: bool,
     permit: ConnectionPermit,
 ) {
-    let _permit = permit;
     let mut c = Connection {
         parser: StreamParser::new(Limits {
             max_stanza_bytes: state.config.limits.max_stanza_size,
@@ -92,6 +104,7 @@ pub async fn serve(
         domain: String::new(),
         read_buf: vec![0u8; READ_CHUNK],
         cb: ChannelBindings::default(),
+        out: String::with_capacity(1024),
     };
     // A client that starts TLS on the STARTTLS port (some try XEP-0368 first) is served
     // Direct TLS instead of a not-well-formed error: a TLS handshake record starts with 0x16,
@@ -121,20 +134,187 @@ pub async fn serve(
             Some("negotiation took too long".into()),
         )),
     };
-    let (bound, mut rx) = match negotiated {
-        Ok(bound) => bound,
+    let (mut live, resume_h) = match negotiated {
+        Ok(n) => n,
         Err(end) => {
             c.finish(end).await;
             return;
         }
     };
-    let end = c.session_loop(&bound.0, &mut rx).await;
-    c.close_session(&bound, end).await;
-    requeue(&c.state, rx);
+    let resumed = match resume_h {
+        Some(h) => c.complete_resume(&mut live, h).await,
+        None => Ok(()),
+    };
+    let end = match resumed {
+        Ok(()) => c.session_loop(&mut live).await,
+        Err(e) => e,
+    };
+    let state = c.state.clone();
+    match end {
+        End::TakenOver(reply) => {
+            // Hand over first: the old socket may be slow to close.
+            let back = reply.send(Box::new(live)).err();
+            let close = c.finish(End::Stream(
+                StreamError::Conflict,
+                Some("the session was resumed on another connection".into()),
+            ));
+            // The old peer may not be reading at all.
+            let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+            drop(c);
+            drop(permit);
+            if let Some(live) = back {
+                hibernate(state, *live).await;
+            }
+        }
+        End::Io if live.resumable() => {
+            c.finish(End::Io).await;
+            drop(c);
+            drop(permit);
+            hibernate(state, live).await;
+        }
+        end => {
+            c.finish(end).await;
+            drop(c);
+            drop(permit);
+            end_session(&state, live);
+        }
+    }
 }
 
-/// A bound session: its handle and the receiver of its outbound queue.
-struct Bound(SessionHandle);
+/// A bound session, owned by one connection task at a time.
+pub struct Live {
+    handle: SessionHandle,
+    rx: mpsc::Receiver<Outbound>,
+    /// Stream management, once the client enabled it.
+    sm: Option<SmSession>,
+    csi: csi::CsiState,
+}
+
+/// The registry of resumable sessions ([`ServerState::sm`]).
+pub type SmSessions = sm::SmRegistry<Box<Live>>;
+
+struct SmSession {
+    state: sm::SmState,
+    resume: Option<Resumable>,
+}
+
+struct Resumable {
+    id: String,
+    takeover: mpsc::Receiver<sm::Takeover<Box<Live>>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("jid", &self.handle.jid)
+            .field("sm", &self.sm.is_some())
+            .finish()
+    }
+}
+
+impl Live {
+    fn new(handle: SessionHandle, rx: mpsc::Receiver<Outbound>) -> Live {
+        Live {
+            handle,
+            rx,
+            sm: None,
+            csi: csi::CsiState::default(),
+        }
+    }
+
+    fn resumable(&self) -> bool {
+        self.sm.as_ref().is_some_and(|s| s.resume.is_some())
+    }
+}
+
+/// The next takeover request of a resumable session; never resolves for another one.
+async fn next_takeover(sm: &mut Option<SmSession>) -> sm::Takeover<Box<Live>> {
+    if let Some(r) = sm.as_mut().and_then(|s| s.resume.as_mut()) {
+        if let Some(t) = r.takeover.recv().await {
+            return t;
+        }
+    }
+    std::future::pending().await
+}
+
+/// What woke a hibernating session.
+enum Wake {
+    Stanza(Stanza),
+    End,
+    Takeover(sm::Takeover<Box<Live>>),
+}
+
+/// Keep a session whose connection broke until it is resumed or its time is up. Stanzas for it
+/// are counted into the unacknowledged queue so a resuming client gets them.
+async fn hibernate(state: Arc<ServerState>, mut live: Live) {
+    let Some(timeout) = live
+        .sm
+        .as_ref()
+        .and_then(|s| s.resume.as_ref())
+        .map(|r| r.timeout)
+    else {
+        end_session(&state, live);
+        return;
+    };
+    tracing::info!(jid = %live.handle.jid, timeout_secs = timeout.as_secs(), "session hibernating");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let wake = tokio::select! {
+            _ = state.shutdown.cancelled() => Wake::End,
+            _ = tokio::time::sleep_until(deadline) => Wake::End,
+            msg = live.rx.recv() => match msg {
+                Some(Outbound::Stanza(s)) => Wake::Stanza(s),
+                Some(Outbound::Close(..)) | None => Wake::End,
+            },
+            t = next_takeover(&mut live.sm) => Wake::Takeover(t),
+        };
+        match wake {
+            Wake::End => break,
+            Wake::Stanza(s) => {
+                let (flushed, now) = live.csi.filter(s);
+                let Some(sm) = live.sm.as_mut() else { break };
+                for s in flushed.into_iter().chain(now) {
+                    sm.state.sent(s, std::time::Instant::now());
+                }
+                if sm.state.unacked_len() > sm::MAX_UNACKED {
+                    tracing::info!(jid = %live.handle.jid, "hibernating session queue full");
+                    break;
+                }
+            }
+            Wake::Takeover(t) => match t.reply.send(Box::new(live)) {
+                Ok(()) => return,
+                Err(back) => live = *back,
+            },
+        }
+    }
+    end_session(&state, live);
+}
+
+/// End a session for good: unbind it, tell contacts it left, and treat whatever it did not
+/// get (unacknowledged or still queued) like stanzas for an unavailable resource.
+fn end_session(state: &Arc<ServerState>, mut live: Live) {
+    let handle = live.handle.clone();
+    if let Some(r) = live.sm.as_ref().and_then(|s| s.resume.as_ref()) {
+        state.sm.remove(&r.id);
+    }
+    let last = state.sessions.unbind(&handle.jid, handle.id);
+    // Rerouted (stored offline) before contacts hear the session left.
+    let unacked = live
+        .sm
+        .as_mut()
+        .map(|s| s.state.take_unacked())
+        .unwrap_or_default();
+    let rerouted = unacked.len();
+    for u in unacked {
+        reroute(state, u.stanza, Some(u.queued));
+    }
+    requeue(state, live.rx);
+    if let Some(last) = last {
+        presence::on_session_closed(state, last);
+    }
+    tracing::info!(jid = %handle.jid, unacked = rerouted, "session closed");
+}
 
 struct Connection {
     state: Arc<ServerState>,
@@ -146,6 +326,8 @@ struct Connection {
     domain: String,
     read_buf: Vec<u8>,
     cb: ChannelBindings,
+    /// Output of the session loop waiting to be written (stanzas and nonzas, in order).
+    out: String,
 }
 
 impl Connection {
@@ -241,8 +423,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Run negotiation up to a bound resource.
-    async fn negotiate(&mut self) -> Result<(Bound, mpsc::Receiver<Outbound>), End> {
+    /// Run negotiation up to a bound or resumed session; a resumed one comes with the `h` the
+    /// client sent in `<resume/>`.
+    async fn negotiate(&mut self) -> Result<(Live, Option<u32>), End> {
         let config = self.state.config.clone();
         let mut account: Option<Jid> = None;
         let mut auth_failures = 0u32;
@@ -267,8 +450,14 @@ impl Connection {
                     break;
                 }
                 if let Some(acct) = &account {
-                    if let Some(bound) = self.try_bind(acct, el).await? {
-                        return Ok(bound);
+                    if el.ns == sm::NS {
+                        if let Some((live, h)) = self.try_resume(acct, &el).await? {
+                            return Ok((live, Some(h)));
+                        }
+                        continue;
+                    }
+                    if let Some(live) = self.try_bind(acct, el).await? {
+                        return Ok((live, None));
                     }
                     continue;
                 }
@@ -334,6 +523,8 @@ impl Connection {
             );
             f.push_child(Element::new("ver", ns::ROSTER_VER));
             f.push_child(Element::new("sub", ns::PRE_APPROVAL));
+            f.push_child(Element::new("sm", sm::NS));
+            f.push_child(Element::new("csi", csi::NS));
         } else if !self.conn.is_tls() {
             let mut starttls = Element::new("starttls", ns::TLS);
             if self.state.config.c2s.require_encryption {
@@ -507,12 +698,99 @@ impl Connection {
         }
     }
 
-    /// Handle an element after authentication and before binding.
-    async fn try_bind(
+    /// An XEP-0198 element after authentication and before binding: `<resume/>` takes a
+    /// hibernating (or still connected) session of the same account over; `<enable/>` is
+    /// refused until a resource is bound; acks are ignored (nothing is counted yet).
+    async fn try_resume(
         &mut self,
         account: &Jid,
-        el: Element,
-    ) -> Result<Option<(Bound, mpsc::Receiver<Outbound>)>, End> {
+        el: &Element,
+    ) -> Result<Option<(Live, u32)>, End> {
+        match el.name.as_str() {
+            "resume" => {}
+            "enable" => {
+                self.write(&sm::failed_xml("unexpected-request", None))
+                    .await?;
+                return Ok(None);
+            }
+            _ => return Ok(None),
+        }
+        let (Some(h), Some(previd)) = (sm::parse_h(el.attr("h")), el.attr("previd")) else {
+            self.write(&sm::failed_xml("bad-request", None)).await?;
+            return Ok(None);
+        };
+        let Some(tx) = self.state.sm.lookup(previd, account) else {
+            tracing::debug!(peer = %self.peer, "resumption of an unknown session");
+            self.write(&sm::failed_xml("item-not-found", None)).await?;
+            return Ok(None);
+        };
+        let (reply, answer) = oneshot::channel();
+        let asked = tokio::time::timeout(Duration::from_secs(5), tx.send(sm::Takeover { reply }))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        // The owner answers at once (it hands over before closing its old socket), or drops
+        // the request when the session just ended.
+        let live = if asked { answer.await.ok() } else { None };
+        match live {
+            Some(live) => Ok(Some((*live, h))),
+            None => {
+                self.write(&sm::failed_xml("item-not-found", None)).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Finish a resumption: acknowledge up to the client's `h`, answer `<resumed/>`, send the
+    /// unacknowledged stanzas again, and whatever CSI held (a resumed stream starts active).
+    async fn complete_resume(&mut self, live: &mut Live, h: u32) -> Result<(), End> {
+        let Some(sm) = live.sm.as_mut() else {
+            return Err(End::Stream(StreamError::InternalServerError, None));
+        };
+        if let Err(t) = sm.state.ack(h) {
+            return Err(End::Raw(sm::too_high_stream_error(t)));
+        }
+        sm.state.reset_request();
+        let previd = sm.resume.as_ref().map(|r| r.id.clone()).unwrap_or_default();
+        self.out.clear();
+        self.out.push_str(&format!(
+            "<resumed xmlns='{}' previd='{}' h='{}'/>",
+            sm::NS,
+            xml::escape(&previd),
+            sm.state.inbound
+        ));
+        let resent = sm.state.unacked_len();
+        for u in sm.state.unacked() {
+            u.stanza.el().write_to(&mut self.out, ns::CLIENT);
+        }
+        for s in live.csi.set_active() {
+            self.emit(live, s);
+        }
+        tracing::info!(peer = %self.peer, jid = %live.handle.jid, resent, "session resumed");
+        self.flush_out().await
+    }
+
+    /// Queue a stanza for the client in [`Connection::out`], counting it for XEP-0198.
+    fn emit(&mut self, live: &mut Live, stanza: Stanza) {
+        stanza.el().write_to(&mut self.out, ns::CLIENT);
+        if let Some(sm) = live.sm.as_mut() {
+            sm.state.sent(stanza, std::time::Instant::now());
+        }
+    }
+
+    /// Write what [`Connection::out`] holds.
+    async fn flush_out(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.out);
+        let r = self.write(&data).await;
+        self.out = data;
+        self.out.clear();
+        r
+    }
+
+    /// Handle an element after authentication and before binding.
+    async fn try_bind(&mut self, account: &Jid, el: Element) -> Result<Option<Live>, End> {
         let stanza = match Stanza::from_element(el) {
             Ok(s) if s.kind() == StanzaKind::Iq => s,
             _ => {
@@ -590,34 +868,48 @@ impl Connection {
             return Err(e);
         }
         tracing::info!(peer = %self.peer, jid = %full, tls = ?self.conn.tls().and_then(|t| t.protocol_version()), "session bound");
-        Ok(Some((Bound(handle), rx)))
+        Ok(Some(Live::new(handle, rx)))
     }
 
     /// The established session: stanzas in, queued stanzas out, until something ends it.
-    async fn session_loop(
-        &mut self,
-        handle: &SessionHandle,
-        rx: &mut mpsc::Receiver<Outbound>,
-    ) -> End {
-        let jid = handle.jid.clone();
+    async fn session_loop(&mut self, live: &mut Live) -> End {
         let shutdown = self.state.shutdown.clone();
-        let mut out = String::with_capacity(1024);
         loop {
+            let sm_deadline = live
+                .sm
+                .as_ref()
+                .and_then(|s| s.state.next_deadline())
+                .map(tokio::time::Instant::from_std);
+            let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     return End::Stream(StreamError::SystemShutdown, None);
                 }
-                msg = rx.recv() => {
+                t = next_takeover(&mut live.sm) => {
+                    let _ = self.flush_out().await;
+                    return End::TakenOver(t.reply);
+                }
+                _ = tokio::time::sleep_until(sm_deadline.unwrap_or(far)), if sm_deadline.is_some() => {
+                    if let Some(e) = self.sm_timer(live) {
+                        return e;
+                    }
+                    if let Err(e) = self.flush_out().await {
+                        return e;
+                    }
+                }
+                msg = live.rx.recv() => {
                     let mut msg = msg;
-                    out.clear();
                     let mut n = 0;
                     while let Some(m) = msg.take() {
                         match m {
                             Outbound::Stanza(s) => {
-                                s.el().write_to(&mut out, ns::CLIENT);
+                                let (flushed, now) = live.csi.filter(s);
+                                for s in flushed.into_iter().chain(now) {
+                                    self.emit(live, s);
+                                }
                             }
                             Outbound::Close(e, text) => {
-                                if !out.is_empty() && self.write(&out).await.is_err() {
+                                if self.flush_out().await.is_err() {
                                     return End::Io;
                                 }
                                 return End::Stream(e, text);
@@ -625,13 +917,14 @@ impl Connection {
                         }
                         n += 1;
                         if n < WRITE_BATCH {
-                            msg = rx.try_recv().ok();
+                            msg = live.rx.try_recv().ok();
                         }
                     }
-                    if !out.is_empty() {
-                        if let Err(e) = self.write(&out).await {
-                            return e;
-                        }
+                    if let Some(e) = self.sm_after_write(live) {
+                        return e;
+                    }
+                    if let Err(e) = self.flush_out().await {
+                        return e;
                     }
                 }
                 r = self.conn.read(&mut self.read_buf) => {
@@ -646,24 +939,169 @@ impl Connection {
                         match self.parser.next_event() {
                             Ok(None) => break,
                             Ok(Some(StreamEvent::Element(el))) => {
-                                if let Err(e) = self.handle_element(&jid, el) {
+                                if let Err(e) = self.handle_element(live, el) {
+                                    let _ = self.flush_out().await;
                                     return e;
                                 }
                             }
-                            Ok(Some(StreamEvent::Close)) => return End::PeerClosed,
+                            Ok(Some(StreamEvent::Close)) => {
+                                let _ = self.flush_out().await;
+                                return End::PeerClosed;
+                            }
                             Ok(Some(StreamEvent::Open(_))) => {
                                 return End::Stream(StreamError::InvalidXml, Some("unexpected stream restart".into()));
                             }
                             Err(e) => return e.into(),
                         }
                     }
+                    if let Err(e) = self.flush_out().await {
+                        return e;
+                    }
                 }
             }
         }
     }
 
-    /// One element from a bound client.
-    fn handle_element(&mut self, full: &Jid, el: Element) -> Result<(), End> {
+    /// After stanzas were queued for writing: ask for an ack when due; a client that never
+    /// acks cannot grow the queue without end.
+    fn sm_after_write(&mut self, live: &mut Live) -> Option<End> {
+        let sm = live.sm.as_mut()?;
+        if sm.state.unacked_len() > sm::MAX_UNACKED {
+            return Some(End::Stream(
+                StreamError::PolicyViolation,
+                Some("too many stanzas left unacknowledged".into()),
+            ));
+        }
+        let now = std::time::Instant::now();
+        if sm.state.should_request(now) {
+            sm.state.requested(now);
+            self.out.push_str(&sm::request_xml());
+        }
+        None
+    }
+
+    /// The stream management timer fired: an overdue ack means a dead connection; otherwise
+    /// an idle ack request may be due.
+    fn sm_timer(&mut self, live: &mut Live) -> Option<End> {
+        let sm = live.sm.as_mut()?;
+        let now = std::time::Instant::now();
+        if sm.state.ack_overdue(now) {
+            tracing::info!(peer = %self.peer, jid = %live.handle.jid, "no ack from the client; connection considered dead");
+            return Some(End::Io);
+        }
+        if sm.state.should_request(now) {
+            sm.state.requested(now);
+            self.out.push_str(&sm::request_xml());
+        }
+        None
+    }
+
+    /// An XEP-0198 element from a bound client.
+    fn handle_sm(&mut self, live: &mut Live, el: Element) -> Result<(), End> {
+        match el.name.as_str() {
+            "r" => {
+                if let Some(sm) = &live.sm {
+                    self.out.push_str(&sm::ack_xml(sm.state.inbound));
+                }
+                Ok(())
+            }
+            "a" => {
+                let Some(sm) = live.sm.as_mut() else {
+                    return Ok(());
+                };
+                let Some(h) = sm::parse_h(el.attr("h")) else {
+                    return Err(End::Stream(
+                        StreamError::BadFormat,
+                        Some("<a/> needs an 'h' attribute (an unsigned 32-bit integer)".into()),
+                    ));
+                };
+                sm.state
+                    .ack(h)
+                    .map_err(|t| End::Raw(sm::too_high_stream_error(t)))
+            }
+            "enable" => {
+                if live.sm.is_some() {
+                    return Err(End::Stream(
+                        StreamError::PolicyViolation,
+                        Some("stream management is already enabled".into()),
+                    ));
+                }
+                let c2s = &self.state.config.c2s;
+                let resume = if sm::parse_bool(el.attr("resume")) {
+                    let secs = sm::resume_timeout(
+                        el.attr("max"),
+                        c2s.sm_resume_timeout_secs,
+                        c2s.sm_max_resume_timeout_secs,
+                    );
+                    let (id, takeover) = self.state.sm.register(live.handle.jid.clone());
+                    self.out.push_str(&format!(
+                        "<enabled xmlns='{}' id='{}' resume='true' max='{secs}'/>",
+                        sm::NS,
+                        xml::escape(&id)
+                    ));
+                    Some(Resumable {
+                        id,
+                        takeover,
+                        timeout: Duration::from_secs(secs),
+                    })
+                } else {
+                    self.out.push_str(&format!("<enabled xmlns='{}'/>", sm::NS));
+                    None
+                };
+                tracing::debug!(jid = %live.handle.jid, resumable = resume.is_some(), "stream management enabled");
+                live.sm = Some(SmSession {
+                    state: sm::SmState::new(),
+                    resume,
+                });
+                Ok(())
+            }
+            "resume" => {
+                self.out.push_str(&sm::failed_xml(
+                    "unexpected-request",
+                    live.sm.as_ref().map(|s| s.state.inbound),
+                ));
+                Ok(())
+            }
+            other => Err(End::Stream(
+                StreamError::UnsupportedStanzaType,
+                Some(format!("<{other}/> in {} is not understood", sm::NS)),
+            )),
+        }
+    }
+
+    /// One element from a bound client: a nonza (XEP-0198, XEP-0352) or a stanza. A stanza
+    /// handled without ending the stream counts for XEP-0198.
+    fn handle_element(&mut self, live: &mut Live, el: Element) -> Result<(), End> {
+        if el.ns == sm::NS {
+            return self.handle_sm(live, el);
+        }
+        if el.ns == csi::NS {
+            match el.name.as_str() {
+                "active" => {
+                    for s in live.csi.set_active() {
+                        self.emit(live, s);
+                    }
+                }
+                "inactive" => live.csi.set_inactive(),
+                other => {
+                    return Err(End::Stream(
+                        StreamError::UnsupportedStanzaType,
+                        Some(format!("<{other}/> in {} is not understood", csi::NS)),
+                    ))
+                }
+            }
+            return Ok(());
+        }
+        let full = live.handle.jid.clone();
+        self.handle_stanza(&full, el)?;
+        if let Some(sm) = live.sm.as_mut() {
+            sm.state.handled();
+        }
+        Ok(())
+    }
+
+    /// One stanza from a bound client.
+    fn handle_stanza(&mut self, full: &Jid, el: Element) -> Result<(), End> {
         let mut stanza = match Stanza::from_element(el) {
             Ok(s) => s,
             Err(el) => {
@@ -718,6 +1156,16 @@ impl Connection {
         Ok(())
     }
 
+    /// Our stream header, for an error before we sent one.
+    fn late_header(&self) -> String {
+        let domain = if self.domain.is_empty() {
+            self.state.config.default_domain()
+        } else {
+            &self.domain
+        };
+        xml::stream_header(ns::CLIENT, Some(domain), None, Some(&random_id()), &[])
+    }
+
     /// Send a final stream error or close, and shut the socket.
     async fn finish(&mut self, end: End) {
         match end {
@@ -725,21 +1173,21 @@ impl Connection {
             End::PeerClosed => {
                 let _ = self.write("</stream:stream>").await;
             }
+            End::TakenOver(_) => {}
+            End::Raw(error) => {
+                let mut out = String::new();
+                if !self.header_sent {
+                    out.push_str(&self.late_header());
+                }
+                out.push_str(&error);
+                out.push_str("</stream:stream>");
+                let _ = self.write(&out).await;
+            }
             End::Stream(err, text) => {
                 tracing::debug!(peer = %self.peer, error = %err, text = ?text, "closing with a stream error");
                 let mut out = String::new();
                 if !self.header_sent {
-                    out.push_str(&xml::stream_header(
-                        ns::CLIENT,
-                        Some(if self.domain.is_empty() {
-                            self.state.config.default_domain()
-                        } else {
-                            &self.domain
-                        }),
-                        None,
-                        Some(&random_id()),
-                        &[],
-                    ));
+                    out.push_str(&self.late_header());
                 }
                 out.push_str(&err.to_xml(text.as_deref()));
                 out.push_str("</stream:stream>");
@@ -748,29 +1196,51 @@ impl Connection {
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.shutdown()).await;
     }
-
-    /// Unbind, tell contacts we left, and send anything still queued elsewhere.
-    async fn close_session(&mut self, bound: &Bound, end: End) {
-        let handle = &bound.0;
-        let last = self.state.sessions.unbind(&handle.jid, handle.id);
-        self.finish(end).await;
-        if let Some(last) = last {
-            presence::on_session_closed(&self.state, last);
-        }
-        tracing::info!(jid = %handle.jid, "session closed");
-    }
 }
 
-/// Re-route what a closed session never wrote: messages go to other resources or offline
-/// storage (RFC 6121 §8.5.3.2.1), the rest is dropped.
+/// Re-route what a closed session never wrote (see [`reroute`]).
 fn requeue(state: &Arc<ServerState>, mut rx: mpsc::Receiver<Outbound>) {
     rx.close();
     while let Ok(msg) = rx.try_recv() {
         if let Outbound::Stanza(s) = msg {
-            if s.kind() == StanzaKind::Message {
-                router::route(state, s);
-            }
+            reroute(state, s, None);
         }
+    }
+}
+
+/// A stanza the ended session never got, treated as one for an unavailable resource
+/// (RFC 6121 §8.5.3.2, XEP-0198 §4): messages go to other resources or offline storage
+/// (stamped with when they were first queued, XEP-0203), IQ requests get
+/// `service-unavailable`, the rest is dropped. Call after the session was unbound.
+fn reroute(state: &Arc<ServerState>, mut stanza: Stanza, queued: Option<std::time::SystemTime>) {
+    match stanza.kind() {
+        StanzaKind::Message => {
+            if stanza.is_error() {
+                return;
+            }
+            if let Some(t) = queued {
+                if stanza.el().child("delay", ns::DELAY).is_none() {
+                    let domain = state.config.default_domain().to_string();
+                    let from = stanza
+                        .to()
+                        .ok()
+                        .flatten()
+                        .map(|j| j.domain().to_string())
+                        .unwrap_or(domain);
+                    stanza.el_mut().push_child(
+                        Element::new("delay", ns::DELAY)
+                            .with_attr("from", from)
+                            .with_attr("stamp", sm::utc_stamp(t))
+                            .with_text("Resent after a lost connection"),
+                    );
+                }
+            }
+            router::route(state, stanza);
+        }
+        StanzaKind::Iq if stanza.is_iq_request() => {
+            router::bounce(state, &stanza, StanzaError::service_unavailable());
+        }
+        _ => {}
     }
 }
 

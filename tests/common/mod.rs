@@ -37,6 +37,8 @@ pub struct Options {
     pub max_stanza_size: Option<usize>,
     /// `[registration] allow`.
     pub registration: bool,
+    /// `[c2s] sm_resume_timeout_secs` (XEP-0198).
+    pub sm_resume_timeout_secs: Option<u64>,
 }
 
 /// The configuration file a test server runs with.
@@ -49,10 +51,14 @@ pub fn config_text(data_dir: &Path, opts: &Options) -> String {
          [c2s]\n\
          starttls = [\"127.0.0.1:0\"]\n\
          direct_tls = [\"127.0.0.1:0\"]\n\
+         {}\
          \n\
          [log]\n\
          level = \"warn\"\n",
-        data_dir.display()
+        data_dir.display(),
+        opts.sm_resume_timeout_secs
+            .map(|t| format!("sm_resume_timeout_secs = {t}\n"))
+            .unwrap_or_default()
     );
     if let Some(n) = opts.max_stanza_size {
         t.push_str(&format!("\n[limits]\nmax_stanza_size = {n}\n"));

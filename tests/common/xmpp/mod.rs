@@ -7,6 +7,7 @@ pub mod checks;
 pub mod client;
 pub mod raw;
 pub mod scram;
+pub mod sm;
 pub mod tls;
 pub mod xml;
 
