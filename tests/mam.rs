@@ -440,6 +440,11 @@ async fn preferences_decide_what_is_archived() {
 
 /// Query latency with 1,000,000 messages in one account (printed; nothing asserted about
 /// time). Run: `cargo test --release --test mam -- --ignored --nocapture`.
+///
+/// Seen here (sled, 2 shared cores at load ~18, client round trip over TLS, medians of 21):
+/// last page of 50 0.70 ms; first page 0.70 ms; one-hour window mid-archive 0.74 ms; last
+/// 50 with one contact (1,000 of the 1M) 0.81 ms; all 100 messages of a rare contact
+/// 10.0 ms; a page of 250 mid-archive 8.4 ms. Inserting the million took 140 s.
 #[tokio::test]
 #[ignore]
 async fn mam_query_latency_with_a_million_messages() {
