@@ -18,6 +18,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
     pub registration: RegistrationConfig,
+    /// `[mam]`: the message archive (XEP-0313).
+    pub mam: MamConfig,
     pub log: LogConfig,
 }
 
@@ -143,6 +145,39 @@ impl Default for LimitsConfig {
 pub struct RegistrationConfig {
     /// Allow anyone to create an account in-band (XEP-0077). Off by default.
     pub allow: bool,
+}
+
+/// Which messages are archived for an account that set no preference of its own.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveDefault {
+    /// Every message.
+    #[default]
+    Always,
+    /// Messages exchanged with contacts in the roster.
+    Roster,
+    /// None (a user may still opt in).
+    Never,
+}
+
+impl ArchiveDefault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveDefault::Always => "always",
+            ArchiveDefault::Roster => "roster",
+            ArchiveDefault::Never => "never",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MamConfig {
+    /// "always", "roster" or "never": the archiving default of accounts without preferences.
+    pub default: ArchiveDefault,
+    /// Archived messages older than this many days are deleted (checked hourly). 0 keeps
+    /// them forever.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

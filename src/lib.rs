@@ -23,8 +23,10 @@
 //!    becomes TLS), SASL (parser reset again), resource binding; the [`session::SessionRegistry`]
 //!    now holds a handle (a bounded channel sender) for the full JID.
 //! 3. The task loops on `select!` over socket reads, its outbound queue and shutdown.
-//! 4. An inbound stanza's `from` is checked and stamped; presence goes to [`im::presence`],
-//!    everything else to [`router::route`].
+//! 4. An inbound stanza's `from` is checked and stamped; the modules' [`modules::hooks`] see
+//!    it (blocking, archive, carbons); presence goes to [`im::presence`], everything else to
+//!    [`router::route`], which runs the hooks again for a stanza about to reach a local
+//!    account.
 //! 5. The router sends IQs for the server or an account to the module registry (by payload
 //!    namespace), messages and presence to the delivery rules; an unknown domain bounces.
 //! 6. A handler uses storage and answers with a result or a stanza error; nothing matched

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::im::{offline, presence};
 use crate::jid::Jid;
-use crate::modules::IqTarget;
+use crate::modules::{Direction, Flow, HookPoint, IqTarget};
 use crate::proto::{Stanza, StanzaError, StanzaKind};
 use crate::server::ServerState;
 
@@ -71,6 +71,15 @@ pub fn route(state: &Arc<ServerState>, stanza: Stanza) {
             return;
         }
     }
+    let mut stanza = stanza;
+    let at = HookPoint {
+        dir: Direction::Inbound,
+        account: &bare,
+        session: None,
+    };
+    if state.modules.run_hooks(at, &mut stanza) == Flow::Stop {
+        return;
+    }
     if to.is_full() {
         route_to_full(state, stanza, to);
     } else {
@@ -101,6 +110,11 @@ fn route_to_full(state: &Arc<ServerState>, stanza: Stanza, to: Jid) {
         Some(session) => {
             // Presence to a full JID that is not available is still delivered: directed
             // presence reaches connected resources (RFC 6121 §8.5.3.1).
+            if stanza.kind() == StanzaKind::Message {
+                state
+                    .modules
+                    .message_delivered(&to.to_bare(), &stanza, std::slice::from_ref(&to));
+            }
             match session.handle.send(stanza) {
                 Ok(()) => return,
                 Err(s) => s,
@@ -161,15 +175,16 @@ pub fn deliver_message_to_bare(state: &Arc<ServerState>, stanza: Stanza, bare: &
             .filter(|r| Some(r.priority) == top)
             .collect()
     };
-    let mut delivered = false;
+    let mut delivered = Vec::new();
     let mut last = None;
     for target in targets {
         match target.handle.send(stanza.clone()) {
-            Ok(()) => delivered = true,
+            Ok(()) => delivered.push(target.handle.jid),
             Err(s) => last = Some(s),
         }
     }
-    if delivered {
+    state.modules.message_delivered(bare, &stanza, &delivered);
+    if !delivered.is_empty() {
         return;
     }
     let _ = last;

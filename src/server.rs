@@ -14,7 +14,7 @@ use crate::auth::credentials::{StoredCredentials, DEFAULT_ITERATIONS};
 use crate::config::Config;
 use crate::im::roster;
 use crate::jid::Jid;
-use crate::modules::{IqRequest, IqTarget, Module, ModuleContext, ServerApi};
+use crate::modules::{Flow, HookPoint, IqRequest, IqTarget, Module, ModuleContext, ServerApi};
 use crate::proto::{ns, Stanza, StanzaError, StreamError};
 use crate::router;
 use crate::session::SessionRegistry;
@@ -77,6 +77,24 @@ impl ModuleRegistry {
             by_ns,
             caps: crate::modules::disco::server_caps(&ctx),
             ctx,
+        }
+    }
+
+    /// Run every module's hook for a stanza at a hook point (`modules::hooks`), in order,
+    /// until one consumes it.
+    pub fn run_hooks(&self, at: HookPoint<'_>, stanza: &mut Stanza) -> Flow {
+        for m in &self.modules {
+            if m.on_stanza(&self.ctx, at, stanza) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Tell every module a message to `account` was handed to these sessions.
+    pub fn message_delivered(&self, account: &Jid, stanza: &Stanza, delivered_to: &[Jid]) {
+        for m in &self.modules {
+            m.on_message_delivered(&self.ctx, account, stanza, delivered_to);
         }
     }
 
@@ -222,6 +240,53 @@ impl ServerApi for ModuleServerApi {
                 h.close(StreamError::NotAuthorized, Some("the account was deleted"));
             }
         });
+    }
+
+    fn send_to_session(&self, full: &Jid, stanza: Stanza) -> bool {
+        let Some(state) = self.0.upgrade() else {
+            return false;
+        };
+        match state.sessions.get(full) {
+            Some(s) => s.handle.send(stanza).is_ok(),
+            None => false,
+        }
+    }
+
+    fn session_flags(&self, bare: &Jid) -> Vec<(Jid, crate::session::SessionFlags)> {
+        self.0
+            .upgrade()
+            .map(|s| {
+                s.sessions
+                    .resources(bare)
+                    .into_iter()
+                    .map(|r| (r.handle.jid, r.flags))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn update_session_flags(
+        &self,
+        full: &Jid,
+        f: &mut dyn FnMut(&mut crate::session::SessionFlags),
+    ) -> bool {
+        self.0
+            .upgrade()
+            .and_then(|s| s.sessions.update(full, |r| f(&mut r.flags)))
+            .is_some()
+    }
+
+    fn available_presences(&self, bare: &Jid) -> Vec<crate::xml::Element> {
+        self.0
+            .upgrade()
+            .map(|s| {
+                s.sessions
+                    .resources(bare)
+                    .into_iter()
+                    .filter_map(|r| r.presence)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

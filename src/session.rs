@@ -89,6 +89,15 @@ impl SessionHandle {
     }
 }
 
+/// Session-level switches that modules set (see `modules::hooks`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFlags {
+    /// XEP-0280: the client enabled Message Carbons.
+    pub carbons: bool,
+    /// XEP-0191: the client retrieved its blocklist (it gets block/unblock pushes).
+    pub blocklist: bool,
+}
+
 /// Per-resource state.
 #[derive(Debug, Clone)]
 pub struct ResourceState {
@@ -100,6 +109,8 @@ pub struct ResourceState {
     pub interested: bool,
     /// Full or bare JIDs that got directed presence and are not roster subscribers.
     pub directed: HashSet<Jid>,
+    /// Switches set by modules.
+    pub flags: SessionFlags,
 }
 
 impl ResourceState {
@@ -149,6 +160,7 @@ impl SessionRegistry {
                 priority: 0,
                 interested: false,
                 directed: HashSet::new(),
+                flags: SessionFlags::default(),
             },
         );
         Ok(old.map(|s| s.handle))

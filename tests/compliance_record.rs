@@ -142,6 +142,10 @@ fn xep_of_feature(feature: &str) -> Option<&'static str> {
         "msgoffline" => "0160",
         "urn:xmpp:ping" => "0199",
         "urn:xmpp:time" => "0202",
+        "urn:xmpp:carbons:2" => "0280",
+        "urn:xmpp:blocking" => "0191",
+        "urn:xmpp:mam:2" | "urn:xmpp:mam:1" | "urn:xmpp:mam:2#extended" => "0313",
+        "urn:xmpp:sid:0" => "0359",
         _ => return None,
     })
 }

@@ -342,7 +342,7 @@ class ProsodyTarget(Target):
         )
         modules = [
             "roster", "saslauth", "tls", "disco", "vcard", "private", "ping", "version",
-            "time", "offline", "smacks", "csi_simple",
+            "time", "offline", "smacks", "csi_simple", "carbons", "mam", "blocklist",
         ]
         if self.registration:
             modules.append("register")
@@ -365,6 +365,8 @@ storage = "internal"
 c2s_require_encryption = true
 allow_registration = {"true" if self.registration else "false"}
 min_seconds_between_registrations = 0
+default_archive_policy = true
+archive_expires_after = "never"
 VirtualHost "{self.domain}"
 """)
         shutil.chown(self.work, "prosody", "prosody")

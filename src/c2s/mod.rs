@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::{self, ChannelBindings, Mechanism, SaslFailure, SaslServer, SaslStep};
 use crate::im::presence;
 use crate::jid::Jid;
-use crate::modules::IqTarget;
+use crate::modules::{Direction, Flow, HookPoint, IqTarget};
 use crate::proto::{ns, Stanza, StanzaError, StanzaKind, StreamError};
 use crate::router;
 use crate::server::ServerState;
@@ -1123,6 +1123,14 @@ impl Connection {
             }
         };
         let state = &self.state;
+        let at = HookPoint {
+            dir: Direction::Sent,
+            account: &full.to_bare(),
+            session: Some(full),
+        };
+        if state.modules.run_hooks(at, &mut stanza) == Flow::Stop {
+            return Ok(());
+        }
         match stanza.kind() {
             StanzaKind::Presence => presence::outbound(state, full, stanza),
             StanzaKind::Message => {

@@ -5,7 +5,11 @@
 //! [`ServerApi`] (route a stanza, list a user's sessions). It never touches router or session
 //! internals. [`register_all`] is the list of modules the server runs.
 
+pub mod blocking;
+pub mod carbons;
 pub mod disco;
+pub mod hooks;
+pub mod mam;
 pub mod ping;
 pub mod private;
 pub mod register;
@@ -21,8 +25,10 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::jid::Jid;
 use crate::proto::{Stanza, StanzaError};
+use crate::session::SessionFlags;
 use crate::storage::Storage;
 use crate::xml::Element;
+pub use hooks::{Direction, Flow, HookPoint};
 
 /// What the server offers modules.
 pub trait ServerApi: Send + Sync {
@@ -32,6 +38,24 @@ pub trait ServerApi: Send + Sync {
     fn sessions_of(&self, bare: &Jid) -> Vec<Jid>;
     /// Close every session of an account (after it was deleted), with a stream error.
     fn close_account_sessions(&self, bare: &Jid);
+    /// Queue a stanza on one bound session directly: no routing, no hooks. `false` when the
+    /// session is gone or not reading. (The defaults below describe a server without
+    /// sessions, for test doubles.)
+    fn send_to_session(&self, _full: &Jid, _stanza: Stanza) -> bool {
+        false
+    }
+    /// The account's bound sessions with their flags.
+    fn session_flags(&self, _bare: &Jid) -> Vec<(Jid, SessionFlags)> {
+        Vec::new()
+    }
+    /// Change one session's flags; `false` when the session is gone.
+    fn update_session_flags(&self, _full: &Jid, _f: &mut dyn FnMut(&mut SessionFlags)) -> bool {
+        false
+    }
+    /// The last available presence of each of the account's available resources.
+    fn available_presences(&self, _bare: &Jid) -> Vec<Element> {
+        Vec::new()
+    }
 }
 
 /// Everything a module may use.
@@ -100,11 +124,33 @@ pub trait Module: Send + Sync {
     fn handle_iq(&self, _ctx: &ModuleContext, _req: &IqRequest<'_>) -> IqResult {
         Err(StanzaError::service_unavailable())
     }
+    /// See a stanza at a hook point ([`hooks`]); may change it, or consume it with
+    /// [`Flow::Stop`].
+    fn on_stanza(&self, _ctx: &ModuleContext, _at: HookPoint<'_>, _stanza: &mut Stanza) -> Flow {
+        Flow::Continue
+    }
+    /// A message to `account` was handed to these sessions (none: stored offline or
+    /// dropped) under the RFC 6121 rules.
+    fn on_message_delivered(
+        &self,
+        _ctx: &ModuleContext,
+        _account: &Jid,
+        _stanza: &Stanza,
+        _delivered_to: &[Jid],
+    ) {
+    }
 }
 
 /// Every module the server runs, in dispatch order.
 pub fn register_all(config: &Config) -> Vec<Box<dyn Module>> {
-    let mut modules: Vec<Box<dyn Module>> = vec![Box::new(OfflineFeature)];
+    // Hook order matters: blocking first (a blocked stanza is neither archived nor copied),
+    // then the archive (it adds the stanza-id carbon copies carry), then carbons.
+    let mut modules: Vec<Box<dyn Module>> = vec![
+        Box::new(blocking::BlockingModule::default()),
+        Box::new(mam::MamModule::new(config)),
+        Box::new(carbons::CarbonsModule),
+        Box::new(OfflineFeature),
+    ];
     modules.extend(services::all(config));
     modules
 }

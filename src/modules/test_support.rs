@@ -54,6 +54,8 @@ impl FakeStore {
     }
 }
 
+impl crate::storage::archive::Archive for FakeStore {}
+
 impl Storage for FakeStore {
     fn create_account(&self, account: &str, creds: &StoredCredentials) -> storage::Result<bool> {
         let mut a = lock(&self.accounts);
@@ -138,6 +140,8 @@ impl Storage for FakeStore {
 
 /// A storage whose every call fails, for internal-server-error paths.
 pub struct BrokenStore;
+
+impl crate::storage::archive::Archive for BrokenStore {}
 
 impl Storage for BrokenStore {
     fn create_account(&self, _: &str, _: &StoredCredentials) -> storage::Result<bool> {

@@ -41,6 +41,8 @@ impl Inner {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Message archives (XEP-0313), in [`super::archive_memory`].
+    pub(super) archive: super::archive_memory::MemoryArchive,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -79,6 +81,7 @@ impl Storage for MemoryStore {
             return Ok(false);
         }
         inner.purge(account);
+        self.archive.clear(account)?;
         inner.accounts.insert(account.to_string(), creds.clone());
         Ok(true)
     }
@@ -103,6 +106,7 @@ impl Storage for MemoryStore {
         let mut inner = self.lock()?;
         let existed = inner.accounts.remove(account).is_some();
         inner.purge(account);
+        self.archive.clear(account)?;
         Ok(existed)
     }
 

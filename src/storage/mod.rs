@@ -11,6 +11,9 @@
 //! Durability rule: every method that changes data returns only after the change is durable
 //! (the backend flushes before returning), because callers report success to clients.
 
+pub mod archive;
+mod archive_memory;
+mod archive_sled;
 pub mod memory;
 pub mod sled_store;
 pub mod xep0227;
@@ -112,7 +115,7 @@ pub mod stores {
 
 /// The storage backend contract. Accounts are identified by their bare JID string
 /// (`user@domain`, already normalised).
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: archive::Archive + Send + Sync + 'static {
     // --- accounts ---
     /// Create an account; `Ok(false)` if it exists already.
     fn create_account(&self, account: &str, creds: &StoredCredentials) -> Result<bool>;

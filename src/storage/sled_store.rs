@@ -18,12 +18,17 @@
 //! | `roster_versions`  | `account`                             | roster version, u64 big-endian           |
 //! | `offline`          | `account 0 seq`                       | the stanza, UTF-8 (seq: u64 big-endian)  |
 //! | `items`            | `account 0 store 0 key`               | the XML document, UTF-8                  |
+//! | `archive`          | `account 0 id`                        | `with_len u16 BE, with, xml` (XEP-0313)  |
+//! | `archive_with`     | `account 0 bare_with 0 id`            | empty: the counterpart index             |
 //!
 //! `account` is the bare JID (`local@domain`). Accounts are keyed domain first so that
 //! [`Storage::list_accounts`] is a prefix scan over one domain; everything else is keyed by
 //! the account first so that deleting an account is one prefix scan per tree, whatever stores
 //! modules invent. Offline keys end in a fixed-width big-endian sequence number, so a prefix
-//! scan returns an account's queue in arrival order.
+//! scan returns an account's queue in arrival order. Archive ids (u64 big-endian, microseconds,
+//! see [`super::archive`]) make an account's archive one time-ordered range, and the
+//! `archive_with` index makes a query for one counterpart a range scan of its messages only
+//! (code in [`super::archive_sled`]).
 //!
 //! Offline sequence numbers and roster versions come from sled's ID generator, which is
 //! monotonic across restarts (after a crash it skips ahead rather than repeat). Roster
@@ -72,6 +77,8 @@ const TREE_ROSTER_ITEMS: &str = "roster_items";
 const TREE_ROSTER_VERSIONS: &str = "roster_versions";
 const TREE_OFFLINE: &str = "offline";
 const TREE_ITEMS: &str = "items";
+const TREE_ARCHIVE: &str = "archive";
+const TREE_ARCHIVE_WITH: &str = "archive_with";
 
 /// How often, and how long apart, opening retries a database that is locked.
 const LOCK_RETRIES: u32 = 20;
@@ -206,6 +213,10 @@ pub struct SledStore {
     roster_versions: Tree,
     offline: Tree,
     items: Tree,
+    pub(super) archive: Tree,
+    pub(super) archive_with: Tree,
+    /// Serialises archive appends (the per-account id bump).
+    pub(super) archive_lock: Mutex<()>,
     /// Serialises account creation, deletion and credential changes.
     account_lock: Mutex<()>,
 }
@@ -254,6 +265,9 @@ impl SledStore {
             roster_versions: tree(TREE_ROSTER_VERSIONS)?,
             offline: tree(TREE_OFFLINE)?,
             items: tree(TREE_ITEMS)?,
+            archive: tree(TREE_ARCHIVE)?,
+            archive_with: tree(TREE_ARCHIVE_WITH)?,
+            archive_lock: Mutex::new(()),
             path: path.to_path_buf(),
             db,
             account_lock: Mutex::new(()),
@@ -293,6 +307,7 @@ impl SledStore {
             .map_err(db_err)?;
         Self::remove_prefix(&self.offline, &prefix)?;
         Self::remove_prefix(&self.items, &prefix)?;
+        self.purge_archive(account)?;
         Ok(())
     }
 

@@ -1,0 +1,59 @@
+//! Stanza hooks: where modules see (and may change or stop) stanzas on their way through the
+//! server, besides the IQs addressed to them.
+//!
+//! # Hook points
+//!
+//! | point | called from | stanza state | used by |
+//! |---|---|---|---|
+//! | [`Direction::Sent`] | `c2s` `handle_element`, once per stanza a bound client sends | `from` stamped with the session's full JID; `to` as the client wrote it | blocking (refuse stanzas to blocked JIDs with `<not-acceptable/>` + `<blocked/>`), MAM (archive outgoing messages, strip forged `stanza-id`s), carbons (`<sent/>` copies) |
+//! | [`Direction::Inbound`] | `router::route`, once per stanza addressed to a local account (bare or full), after the account was found to exist | `to` is that account | blocking (drop or refuse stanzas from blocked JIDs, and presence from a local user who blocked the recipient), MAM (archive incoming messages, add `<stanza-id by='user@domain'/>`) |
+//! | [`Module::on_message_delivered`] | `router` bare and full delivery, after the RFC 6121 §8.5 targets were chosen | final | carbons (`<received/>` copies to the carbons-enabled resources that did not get the original) |
+//!
+//! Modules run in [`super::register_all`] order; the first that returns [`Flow::Stop`] ends
+//! the stanza's journey (it has answered or dropped it itself). Blocking is registered before
+//! MAM and carbons, so a blocked stanza is neither archived nor copied.
+//!
+//! Stanzas a module sends itself (carbon copies, MAM results, blocklist pushes) go to the
+//! session directly through [`super::ServerApi::send_to_session`], not through the router, so
+//! they never re-enter the hooks. A message the router routes a second time (the queue of a
+//! session that closed is re-routed to other resources or offline storage) does pass
+//! [`Direction::Inbound`] again: MAM recognises its own `stanza-id` and does not archive it
+//! twice.
+//!
+//! Session-level state modules need (carbons enabled, blocklist requested) lives in
+//! [`crate::session::SessionFlags`], read and changed through the [`super::ServerApi`].
+//!
+//! Federation (issue 3) will need the same two points on s2s: stanzas arriving from another
+//! server pass [`Direction::Inbound`] (which also strips forged `stanza-id`s), and presence a
+//! local user broadcasts to remote contacts must be checked against the user's blocklist
+//! before it leaves (today every contact is local and the check happens on the recipient's
+//! inbound side).
+
+use crate::jid::Jid;
+
+/// Which way a stanza is going, from the local account's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Sent by one of the account's own clients (the account is the sender).
+    Sent,
+    /// About to be delivered to the account (the account is the recipient).
+    Inbound,
+}
+
+/// Whether the stanza goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The module consumed the stanza (dropped it or answered it).
+    Stop,
+}
+
+/// Where a hook runs: the direction and the local account concerned (`user@domain`), and for
+/// [`Direction::Sent`] the sending session's full JID.
+#[derive(Debug, Clone, Copy)]
+pub struct HookPoint<'a> {
+    pub dir: Direction,
+    pub account: &'a Jid,
+    /// The sending session (for [`Direction::Sent`]).
+    pub session: Option<&'a Jid>,
+}
