@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::im::{offline, presence};
 use crate::jid::Jid;
-use crate::modules::IqTarget;
+use crate::modules::{IqTarget, ModuleEvent};
 use crate::proto::{Stanza, StanzaError, StanzaKind};
 use crate::server::ServerState;
 
@@ -86,6 +86,9 @@ fn route_to_domain(state: &Arc<ServerState>, stanza: Stanza, to: Jid) {
         StanzaKind::Iq => {
             if stanza.is_iq_request() {
                 bounce(state, &stanza, StanzaError::service_unavailable());
+            } else if to.is_bare() {
+                // An answer to a request the server sent (e.g. XEP-0115 disco#info).
+                state.modules.emit(&ModuleEvent::IqResponse(&stanza));
             }
         }
         StanzaKind::Message | StanzaKind::Presence => {}

@@ -142,6 +142,9 @@ fn xep_of_feature(feature: &str) -> Option<&'static str> {
         "msgoffline" => "0160",
         "urn:xmpp:ping" => "0199",
         "urn:xmpp:time" => "0202",
+        f if f.starts_with("http://jabber.org/protocol/pubsub#") => "0060",
+        "urn:xmpp:bookmarks:1#compat" | "urn:xmpp:bookmarks:1#compat-pep" => "0402",
+        "urn:xmpp:bookmarks-conversion:0" => "0411",
         _ => return None,
     })
 }

@@ -342,7 +342,7 @@ class ProsodyTarget(Target):
         )
         modules = [
             "roster", "saslauth", "tls", "disco", "vcard", "private", "ping", "version",
-            "time", "offline",
+            "time", "offline", "pep",
         ]
         if self.registration:
             modules.append("register")
