@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::im::{offline, presence};
 use crate::jid::Jid;
-use crate::modules::{Direction, Flow, HookPoint, IqTarget};
+use crate::modules::{Direction, Flow, HookPoint, IqTarget, ModuleEvent};
 use crate::proto::{Stanza, StanzaError, StanzaKind};
 use crate::server::ServerState;
 
@@ -95,6 +95,9 @@ fn route_to_domain(state: &Arc<ServerState>, stanza: Stanza, to: Jid) {
         StanzaKind::Iq => {
             if stanza.is_iq_request() {
                 bounce(state, &stanza, StanzaError::service_unavailable());
+            } else if to.is_bare() {
+                // An answer to a request the server sent (e.g. XEP-0115 disco#info).
+                state.modules.emit(&ModuleEvent::IqResponse(&stanza));
             }
         }
         StanzaKind::Message | StanzaKind::Presence => {}

@@ -14,7 +14,9 @@ use crate::auth::credentials::{StoredCredentials, DEFAULT_ITERATIONS};
 use crate::config::Config;
 use crate::im::roster;
 use crate::jid::Jid;
-use crate::modules::{Flow, HookPoint, IqRequest, IqTarget, Module, ModuleContext, ServerApi};
+use crate::modules::{
+    Flow, HookPoint, IqRequest, IqTarget, Module, ModuleContext, ModuleEvent, ServerApi,
+};
 use crate::proto::{ns, Stanza, StanzaError, StreamError};
 use crate::router;
 use crate::session::SessionRegistry;
@@ -95,6 +97,13 @@ impl ModuleRegistry {
     pub fn message_delivered(&self, account: &Jid, stanza: &Stanza, delivered_to: &[Jid]) {
         for m in &self.modules {
             m.on_message_delivered(&self.ctx, account, stanza, delivered_to);
+        }
+    }
+
+    /// Tell every module about an event, in dispatch order.
+    pub fn emit(&self, event: &ModuleEvent<'_>) {
+        for m in &self.modules {
+            m.on_event(&self.ctx, event);
         }
     }
 
@@ -219,6 +228,24 @@ impl ServerApi for ModuleServerApi {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    fn available_resources(&self, bare: &Jid) -> Vec<(Jid, crate::xml::Element)> {
+        let Some(state) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        state
+            .sessions
+            .resources(bare)
+            .into_iter()
+            .filter_map(|r| r.presence.map(|p| (r.handle.jid, p)))
+            .collect()
+    }
+
+    fn emit(&self, event: &ModuleEvent<'_>) {
+        if let Some(state) = self.0.upgrade() {
+            state.modules.emit(event);
+        }
     }
 
     /// The module's IQ result is routed after this returns, so the close is queued a moment

@@ -342,7 +342,7 @@ class ProsodyTarget(Target):
         )
         modules = [
             "roster", "saslauth", "tls", "disco", "vcard", "private", "ping", "version",
-            "time", "offline", "smacks", "csi_simple", "carbons", "mam", "blocklist",
+            "time", "offline", "smacks", "csi_simple", "carbons", "mam", "blocklist", "pep",
         ]
         if self.registration:
             modules.append("register")

@@ -119,6 +119,13 @@ fn broadcast_available(state: &Arc<ServerState>, from: &Jid, stanza: Stanza) {
             let _ = r.handle.send(Stanza(p));
         }
     }
+    state
+        .modules
+        .emit(&crate::modules::ModuleEvent::AvailablePresence {
+            from,
+            presence: &el,
+            initial: !was_available,
+        });
     if was_available {
         return;
     }

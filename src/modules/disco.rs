@@ -227,6 +227,17 @@ fn account_info(ctx: &ModuleContext) -> Element {
             .with_attr("category", "account")
             .with_attr("type", "registered"),
     );
+    // XEP-0163 §6.1: an account with a PEP service is also a pubsub/pep entity.
+    if ctx
+        .account_features
+        .contains(&crate::modules::pep::PEP_FEATURE)
+    {
+        q.push_child(
+            Element::new("identity", ns::DISCO_INFO)
+                .with_attr("category", "pubsub")
+                .with_attr("type", "pep"),
+        );
+    }
     for f in ctx.account_features.iter() {
         q.push_child(feature(f));
     }

@@ -10,6 +10,7 @@ pub mod carbons;
 pub mod disco;
 pub mod hooks;
 pub mod mam;
+pub mod pep;
 pub mod ping;
 pub mod private;
 pub mod register;
@@ -56,6 +57,33 @@ pub trait ServerApi: Send + Sync {
     fn available_presences(&self, _bare: &Jid) -> Vec<Element> {
         Vec::new()
     }
+    /// The account's available resources with the last presence each broadcast.
+    fn available_resources(&self, bare: &Jid) -> Vec<(Jid, Element)>;
+    /// Tell every module about an event (see [`ModuleEvent`]).
+    fn emit(&self, event: &ModuleEvent<'_>);
+}
+
+/// Something modules may react to, besides the IQs they declared.
+#[derive(Debug, Clone, Copy)]
+pub enum ModuleEvent<'a> {
+    /// A local resource broadcast available presence; `initial` when it was unavailable before.
+    AvailablePresence {
+        from: &'a Jid,
+        presence: &'a Element,
+        initial: bool,
+    },
+    /// An IQ result or error addressed to a hosted domain: the answer to a server's request.
+    IqResponse(&'a Stanza),
+    /// An account stored a vCard (XEP-0054).
+    VcardStored {
+        account: &'a Jid,
+        vcard: &'a Element,
+    },
+    /// An account stored an element in private XML storage (XEP-0049).
+    PrivateStored {
+        account: &'a Jid,
+        element: &'a Element,
+    },
 }
 
 /// Everything a module may use.
@@ -139,6 +167,8 @@ pub trait Module: Send + Sync {
         _delivered_to: &[Jid],
     ) {
     }
+    /// React to an event (presence, IQ responses, data other modules stored).
+    fn on_event(&self, _ctx: &ModuleContext, _event: &ModuleEvent<'_>) {}
 }
 
 /// Every module the server runs, in dispatch order.

@@ -18,7 +18,7 @@
 //!   [`MAX_ITEMS_PER_ACCOUNT`] keys (`policy-violation` past that).
 
 use crate::modules::services::{load_stored, storage_failed};
-use crate::modules::{IqRequest, IqResult, Module, ModuleContext};
+use crate::modules::{IqRequest, IqResult, Module, ModuleContext, ModuleEvent};
 use crate::proto::{ns, StanzaError};
 use crate::storage::stores;
 use crate::xml::Element;
@@ -85,6 +85,13 @@ impl Module for PrivateModule {
                 ctx.storage
                     .put_item(stores::PRIVATE, &account, &key(c), &c.to_string())
                     .map_err(fail)?;
+            }
+            let account = req.from.to_bare();
+            for c in &children {
+                ctx.server.emit(&ModuleEvent::PrivateStored {
+                    account: &account,
+                    element: c,
+                });
             }
             return Ok(None);
         }

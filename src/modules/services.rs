@@ -4,8 +4,8 @@
 
 use crate::config::Config;
 use crate::modules::{
-    disco::DiscoModule, ping::PingModule, private::PrivateModule, register::RegisterModule,
-    time::TimeModule, vcard::VcardModule, version::VersionModule, Module,
+    disco::DiscoModule, pep::PepModule, ping::PingModule, private::PrivateModule,
+    register::RegisterModule, time::TimeModule, vcard::VcardModule, version::VersionModule, Module,
 };
 use crate::proto::StanzaError;
 use crate::storage::StorageError;
@@ -20,6 +20,7 @@ pub fn all(config: &Config) -> Vec<Box<dyn Module>> {
         Box::new(TimeModule),
         Box::new(VcardModule),
         Box::new(PrivateModule),
+        Box::new(PepModule::default()),
         Box::new(RegisterModule {
             allow: config.registration.allow,
         }),

@@ -23,6 +23,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct FakeServer {
     pub routed: Mutex<Vec<Stanza>>,
     pub closed: Mutex<Vec<Jid>>,
+    /// Available resources and their presence, as a test sets them.
+    pub available: Mutex<Vec<(Jid, Element)>>,
+    /// Events modules emitted (debug form).
+    pub events: Mutex<Vec<String>>,
 }
 
 impl ServerApi for FakeServer {
@@ -34,6 +38,16 @@ impl ServerApi for FakeServer {
     }
     fn close_account_sessions(&self, bare: &Jid) {
         lock(&self.closed).push(bare.clone());
+    }
+    fn available_resources(&self, bare: &Jid) -> Vec<(Jid, Element)> {
+        lock(&self.available)
+            .iter()
+            .filter(|(j, _)| j.to_bare() == *bare)
+            .cloned()
+            .collect()
+    }
+    fn emit(&self, event: &crate::modules::ModuleEvent<'_>) {
+        lock(&self.events).push(format!("{event:?}"));
     }
 }
 

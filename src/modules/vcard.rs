@@ -14,7 +14,7 @@
 //!   set gets `forbidden`.
 
 use crate::modules::services::{load_stored, storage_failed};
-use crate::modules::{IqRequest, IqResult, IqTarget, Module, ModuleContext};
+use crate::modules::{IqRequest, IqResult, IqTarget, Module, ModuleContext, ModuleEvent};
 use crate::proto::{ns, StanzaError};
 use crate::storage::stores;
 use crate::xml::Element;
@@ -52,8 +52,8 @@ impl Module for VcardModule {
             (IqTarget::Server(_), false) => Ok(Some(empty_vcard())),
             (IqTarget::Server(_), true) => Err(StanzaError::forbidden()),
             (IqTarget::Account(_), true) if !req.is_self() => Err(StanzaError::forbidden()),
-            (IqTarget::Account(account), true) => {
-                let account = account.bare_string();
+            (IqTarget::Account(account_jid), true) => {
+                let account = account_jid.bare_string();
                 if req.payload.children.iter().all(is_blank) {
                     ctx.storage
                         .delete_item(stores::VCARD, &account, KEY)
@@ -68,6 +68,10 @@ impl Module for VcardModule {
                 ctx.storage
                     .put_item(stores::VCARD, &account, KEY, &xml)
                     .map_err(fail)?;
+                ctx.server.emit(&ModuleEvent::VcardStored {
+                    account: account_jid,
+                    vcard: req.payload,
+                });
                 Ok(None)
             }
             (IqTarget::Account(account), false) => {

@@ -31,6 +31,9 @@ pub struct StanzaError {
     pub condition: &'static str,
     pub kind: ErrorType,
     pub text: Option<String>,
+    /// An application-specific condition (element name, namespace), e.g. XEP-0060's
+    /// `<precondition-not-met xmlns='http://jabber.org/protocol/pubsub#errors'/>`.
+    pub app: Option<(&'static str, &'static str)>,
 }
 
 macro_rules! conditions {
@@ -39,7 +42,7 @@ macro_rules! conditions {
             $(
                 #[doc = concat!("`<", $cond, "/>` (type ", stringify!($kind), ")")]
                 pub fn $fn_name() -> StanzaError {
-                    StanzaError { condition: $cond, kind: ErrorType::$kind, text: None }
+                    StanzaError { condition: $cond, kind: ErrorType::$kind, text: None, app: None }
                 }
             )*
         }
@@ -76,6 +79,12 @@ impl StanzaError {
         self
     }
 
+    /// Add an application-specific condition element (RFC 6120 §8.3.2).
+    pub fn with_app(mut self, name: &'static str, ns: &'static str) -> Self {
+        self.app = Some((name, ns));
+        self
+    }
+
     /// The `<error/>` element.
     pub fn to_element(&self, by: Option<&str>) -> Element {
         let mut err = Element::new("error", ns::CLIENT)
@@ -88,6 +97,9 @@ impl StanzaError {
                     .with_attr("xml:lang", "en")
                     .with_text(t.clone()),
             );
+        }
+        if let Some((name, ns)) = self.app {
+            err.push_child(Element::new(name, ns));
         }
         err
     }
