@@ -33,11 +33,28 @@ pub struct ServerConfig {
     /// Contact addresses published in disco (XEP-0157), e.g. "mailto:admin@example.org".
     pub admin_contacts: Vec<String>,
     /// Where to report abuse (XEP-0157 abuse-addresses), e.g. "xmpp:abuse@example.org".
-    pub abuse_contacts: Vec<String>,
+    /// Unset: `mailto:abuse@<first domain>`, the mailbox RFC 2142 expects every domain to
+    /// have; `[]` publishes none. Read it through [`ServerConfig::abuse_addresses`].
+    pub abuse_contacts: Option<Vec<String>>,
     /// Where to report security issues (XEP-0157 security-addresses).
     pub security_contacts: Vec<String>,
     /// Where users get help (XEP-0157 support-addresses).
     pub support_contacts: Vec<String>,
+}
+
+impl ServerConfig {
+    /// The XEP-0157 abuse addresses to publish: the configured ones, or RFC 2142's
+    /// `mailto:abuse@<first domain>` when the setting is absent.
+    pub fn abuse_addresses(&self) -> Vec<String> {
+        match &self.abuse_contacts {
+            Some(list) => list.clone(),
+            None => self
+                .domains
+                .first()
+                .map(|d| vec![format!("mailto:abuse@{d}")])
+                .unwrap_or_default(),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -46,7 +63,7 @@ impl Default for ServerConfig {
             domains: vec!["localhost".into()],
             data_dir: PathBuf::from("data"),
             admin_contacts: Vec::new(),
-            abuse_contacts: Vec::new(),
+            abuse_contacts: None,
             security_contacts: Vec::new(),
             support_contacts: Vec::new(),
         }

@@ -149,6 +149,7 @@ fn xep_of_feature(feature: &str) -> Option<&'static str> {
         f if f.starts_with("http://jabber.org/protocol/pubsub#") => "0060",
         "urn:xmpp:bookmarks:1#compat" | "urn:xmpp:bookmarks:1#compat-pep" => "0402",
         "urn:xmpp:bookmarks-conversion:0" => "0411",
+        "urn:xmpp:pep-vcard-conversion:0" => "0398",
         _ => return None,
     })
 }

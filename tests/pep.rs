@@ -950,6 +950,69 @@ async fn vcard_photo_and_user_avatar_are_converted() {
 }
 
 #[tokio::test]
+async fn presence_carries_the_avatar_hash() {
+    bounded(async {
+        let s = TestServer::start().await;
+        s.add_users(&["alice", "bob"]).await;
+        let mut a = s.online("alice", "a", 0).await;
+        let mut b = s.online("bob", "b", 0).await;
+        subscribe_both_ways(&mut a, &mut b).await;
+        let image = b"\x89PNG\r\n\x1a\n avatar";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(image);
+        let sha = hex(&sha1::Sha1::digest(image));
+        a.iq_ok(
+            "set",
+            None,
+            &format!(
+                "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>{b64}</BINVAL></PHOTO></vCard>"
+            ),
+        )
+        .await
+        .unwrap();
+        let x_update = |p: &Element| {
+            p.child("x", "vcard-temp:x:update")
+                .map(|x| x.child_text("photo", "vcard-temp:x:update"))
+        };
+        // A presence without x:update gets the hash of the avatar the server converted.
+        a.presence("", "<show>away</show>").await.unwrap();
+        marker(&mut a, &full("bob", "b"), "m1").await;
+        let seen = received_before(&mut b, "m1").await;
+        let p = seen
+            .iter()
+            .rev()
+            .find(|e| e.name == "presence" && e.attr("from") == Some(full("alice", "a").as_str()))
+            .expect("alice's presence");
+        assert_eq!(x_update(p), Some(Some(sha.clone())), "{p}");
+        // An empty <photo/> (no avatar, says the client) is left alone.
+        a.presence("", "<x xmlns='vcard-temp:x:update'><photo/></x>")
+            .await
+            .unwrap();
+        marker(&mut a, &full("bob", "b"), "m2").await;
+        let seen = received_before(&mut b, "m2").await;
+        let p = seen
+            .iter()
+            .rev()
+            .find(|e| e.name == "presence" && e.attr("from") == Some(full("alice", "a").as_str()))
+            .expect("alice's presence");
+        assert_eq!(x_update(p), Some(Some(String::new())), "{p}");
+        // The account advertises the conversion (XEP-0398 §3).
+        let r = a
+            .iq_ok(
+                "get",
+                Some(&bare("alice")),
+                &format!("<query xmlns='{DISCO_INFO}'/>"),
+            )
+            .await
+            .unwrap();
+        assert!(
+            r.to_xml().contains("urn:xmpp:pep-vcard-conversion:0"),
+            "{r}"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
 async fn account_disco_has_the_pep_identity_and_features() {
     bounded(async {
         let s = TestServer::start().await;

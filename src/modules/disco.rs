@@ -100,8 +100,9 @@ fn server_info(ctx: &ModuleContext) -> Element {
         q.push_child(feature(f));
     }
     let server = &ctx.config.server;
+    let abuse = server.abuse_addresses();
     let fields = [
-        ("abuse-addresses", &server.abuse_contacts),
+        ("abuse-addresses", &abuse),
         ("admin-addresses", &server.admin_contacts),
         ("security-addresses", &server.security_contacts),
         ("support-addresses", &server.support_contacts),
@@ -357,15 +358,40 @@ mod tests {
         ] {
             assert!(f.iter().any(|x| x == needed), "{needed} missing");
         }
-        assert!(
-            q.child("x", ns::DATA_FORMS).is_none(),
-            "no contacts configured"
+        // Nothing configured: only the RFC 2142 abuse mailbox of the first domain.
+        let x = q.child("x", ns::DATA_FORMS).expect("contact form");
+        let fields: Vec<&Element> = x.elements().collect();
+        assert_eq!(fields.len(), 2, "FORM_TYPE and abuse-addresses only");
+        assert_eq!(fields[1].attr("var"), Some("abuse-addresses"));
+        let first = h.ctx.config.server.domains[0].clone();
+        assert_eq!(
+            fields[1].child_text("value", ns::DATA_FORMS),
+            Some(format!("mailto:abuse@{first}"))
         );
+    }
+
+    #[test]
+    fn an_empty_abuse_list_publishes_no_form() {
+        let mut cfg = config();
+        cfg.server.abuse_contacts = Some(Vec::new());
+        let h = harness(cfg);
+        let q = call(
+            &DiscoModule,
+            &h.ctx,
+            "a@example.org/r",
+            Some("example.org"),
+            false,
+            info(),
+        )
+        .expect("result")
+        .expect("payload");
+        assert!(q.child("x", ns::DATA_FORMS).is_none());
     }
 
     #[test]
     fn server_info_publishes_admin_contacts() {
         let mut cfg = config();
+        cfg.server.abuse_contacts = Some(Vec::new());
         cfg.server.admin_contacts = vec![
             "mailto:admin@example.org".into(),
             "xmpp:admin@example.org".into(),

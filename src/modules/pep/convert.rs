@@ -3,8 +3,10 @@
 //! - XEP-0398 (User Avatar to vCard-Based Avatars Conversion), the store side: a vCard stored
 //!   with a `PHOTO` is published as XEP-0084 `urn:xmpp:avatar:data` + `…:metadata` (item id =
 //!   SHA-1 of the image, nodes created `open` like the vCard they come from); an avatar
-//!   published with XEP-0084 becomes the vCard's `PHOTO` (empty metadata removes it). The
-//!   `vcard-temp:x:update` presence element is not added.
+//!   published with XEP-0084 becomes the vCard's `PHOTO` (empty metadata removes it). Every
+//!   available presence a client sends carries the avatar's hash in `vcard-temp:x:update`
+//!   (XEP-0398 §4, XEP-0153), unless the client sent an empty `<photo/>` (no avatar) or a hash
+//!   of its own.
 //! - Bookmarks: XEP-0049 private storage `<storage xmlns='storage:bookmarks'/>` (XEP-0048 1.0),
 //!   the XEP-0048 1.1 PEP node `storage:bookmarks` (XEP-0411) and XEP-0402 `urn:xmpp:bookmarks:1`
 //!   (one item per room) are one set: a write to any of them rewrites the other two
@@ -38,6 +40,10 @@ pub const LEGACY: &str = "storage:bookmarks";
 pub const PRIVATE_KEY: &str = "{storage:bookmarks}storage";
 pub const AVATAR_DATA: &str = "urn:xmpp:avatar:data";
 pub const AVATAR_METADATA: &str = "urn:xmpp:avatar:metadata";
+/// XEP-0398: advertised on the account when the server converts avatars.
+pub const PEP_VCARD_CONVERSION: &str = "urn:xmpp:pep-vcard-conversion:0";
+/// XEP-0153: the presence element carrying the avatar hash.
+pub const VCARD_UPDATE: &str = "vcard-temp:x:update";
 
 /// XEP-0402 §3 publish-options, used when the server creates the node.
 fn bookmarks2_config() -> NodeConfig {
@@ -260,6 +266,35 @@ fn bookmarks2_changed(m: &PepModule, ctx: &ModuleContext, owner: &Jid) -> Result
 
 // ---- avatars ----
 
+/// The SHA-1 (hex) of the account's current avatar: the id of the metadata item's first
+/// `<info/>` hosted here (the item id XEP-0084 makes the image's SHA-1). `None` without one.
+pub fn current_avatar_hash(ctx: &ModuleContext, owner: &Jid) -> Option<String> {
+    let node = load(ctx, owner, AVATAR_METADATA).ok().flatten()?;
+    let meta = node.last()?.payload.as_ref()?;
+    let hash = meta
+        .elements()
+        .find(|e| e.is("info", AVATAR_METADATA) && e.attr("url").is_none())
+        .and_then(|i| i.attr("id").map(str::to_string));
+    hash
+}
+
+/// XEP-0398 §4: put `hash` into an available presence's `vcard-temp:x:update` element.
+/// Left alone: an empty `<photo/>` (the client says it has no avatar) and a non-empty one
+/// (the client's own hash, which the XEP allows to keep). Returns whether it changed.
+pub fn inject_avatar_hash(presence: &mut Element, hash: &str) -> bool {
+    let photo = Element::new("photo", VCARD_UPDATE).with_text(hash);
+    match presence.child_mut("x", VCARD_UPDATE) {
+        Some(x) => {
+            if x.child("photo", VCARD_UPDATE).is_some() {
+                return false;
+            }
+            x.push_child(photo);
+        }
+        None => presence.push_child(Element::new("x", VCARD_UPDATE).with_child(photo)),
+    }
+    true
+}
+
 fn vcard_to_avatar(
     m: &PepModule,
     ctx: &ModuleContext,
@@ -375,4 +410,41 @@ fn avatar_to_vcard(ctx: &ModuleContext, owner: &Jid) -> Result<(), StanzaError> 
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod avatar_hash_tests {
+    use super::*;
+
+    fn presence() -> Element {
+        Element::new("presence", "jabber:client")
+    }
+
+    #[test]
+    fn hash_is_added_where_there_is_no_photo() {
+        let mut p = presence();
+        assert!(inject_avatar_hash(&mut p, "abc"));
+        let x = p.child("x", VCARD_UPDATE).expect("x added");
+        assert_eq!(x.child_text("photo", VCARD_UPDATE).as_deref(), Some("abc"));
+
+        // An empty x (no photo child) is completed, not duplicated.
+        let mut p = presence().with_child(Element::new("x", VCARD_UPDATE));
+        assert!(inject_avatar_hash(&mut p, "abc"));
+        assert_eq!(p.elements().filter(|e| e.is("x", VCARD_UPDATE)).count(), 1);
+        let x = p.child("x", VCARD_UPDATE).expect("x");
+        assert_eq!(x.child_text("photo", VCARD_UPDATE).as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn client_photo_elements_are_kept() {
+        for given in ["", "0123"] {
+            let mut p = presence().with_child(
+                Element::new("x", VCARD_UPDATE)
+                    .with_child(Element::new("photo", VCARD_UPDATE).with_text(given)),
+            );
+            assert!(!inject_avatar_hash(&mut p, "abc"));
+            let x = p.child("x", VCARD_UPDATE).expect("x");
+            assert_eq!(x.child_text("photo", VCARD_UPDATE).as_deref(), Some(given));
+        }
+    }
 }

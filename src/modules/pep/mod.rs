@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 
 use crate::jid::Jid;
 use crate::modules::services::{load_stored, storage_failed};
-use crate::modules::{IqRequest, IqResult, IqTarget, Module, ModuleContext, ModuleEvent};
+use crate::modules::{
+    Direction, Flow, HookPoint, IqRequest, IqResult, IqTarget, Module, ModuleContext, ModuleEvent,
+};
 use crate::proto::{ns, Stanza, StanzaError};
 use crate::storage::Roster;
 use crate::xml::Element;
@@ -87,6 +89,7 @@ const FEATURES: &[&str] = &[
     convert::BOOKMARKS2_COMPAT,
     convert::BOOKMARKS2_COMPAT_PEP,
     convert::BOOKMARKS_CONVERSION,
+    convert::PEP_VCARD_CONVERSION,
 ];
 
 /// How long the server waits for a client's disco#info answer.
@@ -290,6 +293,20 @@ impl Module for PepModule {
                 .with_app("unsupported", ERRORS)
                 .with_text(format!("<{}/> is not supported here", action.name))),
         }
+    }
+
+    /// XEP-0398 §4: the avatar hash goes into every available presence an account's client
+    /// sends, broadcast or directed (MUC joins included).
+    fn on_stanza(&self, ctx: &ModuleContext, at: HookPoint<'_>, stanza: &mut Stanza) -> Flow {
+        if at.dir == Direction::Sent
+            && stanza.el().name == "presence"
+            && stanza.type_attr().is_none()
+        {
+            if let Some(hash) = convert::current_avatar_hash(ctx, at.account) {
+                convert::inject_avatar_hash(stanza.el_mut(), &hash);
+            }
+        }
+        Flow::Continue
     }
 
     fn on_event(&self, ctx: &ModuleContext, event: &ModuleEvent<'_>) {
