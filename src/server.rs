@@ -122,6 +122,8 @@ pub struct ServerState {
     pub sm: crate::c2s::SmSessions,
     pub modules: ModuleRegistry,
     pub tls: TlsContext,
+    /// Federation: outbound links, TLS and trust for peers.
+    pub s2s: crate::s2s::S2s,
     pub limiter: ConnectionLimiter,
     pub auth_throttle: crate::c2s::AuthThrottle,
     pub shutdown: CancellationToken,
@@ -386,6 +388,9 @@ impl RunningServer {
         let tls = TlsContext::load(&config).map_err(|e| StartError(e.to_string()))?;
         let starttls = bind_listeners(&config.c2s.starttls).await?;
         let direct = bind_listeners(&config.c2s.direct_tls).await?;
+        let s2s = crate::s2s::S2s::new(&config, &tls)
+            .await
+            .map_err(StartError)?;
         let limiter = ConnectionLimiter::new(
             config.limits.max_c2s_connections,
             config.limits.max_connections_per_ip,
@@ -400,6 +405,7 @@ impl RunningServer {
                 sessions: SessionRegistry::default(),
                 sm: Default::default(),
                 tls,
+                s2s,
                 limiter,
                 auth_throttle: crate::c2s::AuthThrottle::default(),
                 shutdown: CancellationToken::new(),
@@ -417,6 +423,7 @@ impl RunningServer {
         for l in direct {
             state.tasks.spawn(accept_loop(state.clone(), l, true));
         }
+        crate::s2s::spawn(&state);
         crate::admin::spawn_socket(&state).map_err(|e| StartError(format!("admin socket: {e}")))?;
         tracing::info!(
             domains = ?config.server.domains,

@@ -123,6 +123,17 @@ impl TlsContext {
         self.server_end_point(conn.server_name())
     }
 
+    /// The certificate and key served for `name` (the default one when none names it):
+    /// what an outbound federation link presents for a hosted domain.
+    pub fn certified_key(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.store.select(Some(name)).map(|e| Arc::clone(&e.key))
+    }
+
+    /// The SNI certificate resolver, for other server configurations (federation).
+    pub fn cert_resolver(&self) -> Arc<dyn ResolvesServerCert> {
+        Arc::clone(&self.store) as Arc<dyn ResolvesServerCert>
+    }
+
     /// Whether some certificate names `name` (exactly or by wildcard).
     pub fn covers(&self, name: &str) -> bool {
         self.store.lookup(name).is_some()
