@@ -142,6 +142,9 @@ fn xep_of_feature(feature: &str) -> Option<&'static str> {
         "msgoffline" => "0160",
         "urn:xmpp:ping" => "0199",
         "urn:xmpp:time" => "0202",
+        "http://jabber.org/protocol/muc" => "0045",
+        "http://jabber.org/protocol/muc#self-ping-optimization" => "0410",
+        "urn:xmpp:occupant-id:0" => "0421",
         _ => return None,
     })
 }
@@ -160,6 +163,7 @@ fn every_advertised_feature_is_in_the_record() {
                 .chain(m.account_features().iter())
                 .copied()
         })
+        .chain(oriole::components::muc::SERVICE_FEATURES.iter().copied())
         .collect();
     assert!(!features.is_empty());
     for f in features {

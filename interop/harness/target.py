@@ -366,6 +366,7 @@ c2s_require_encryption = true
 allow_registration = {"true" if self.registration else "false"}
 min_seconds_between_registrations = 0
 VirtualHost "{self.domain}"
+Component "conference.{self.domain}" "muc"
 """)
         shutil.chown(self.work, "prosody", "prosody")
         for root, dirs, files in os.walk(self.dir):

@@ -614,6 +614,7 @@ impl Connection {
                             Outbound::Stanza(s) => {
                                 s.el().write_to(&mut out, ns::CLIENT);
                             }
+                            Outbound::Shared(s) => s.write_to(&mut out, &jid),
                             Outbound::Close(e, text) => {
                                 if !out.is_empty() && self.write(&out).await.is_err() {
                                     return End::Io;
