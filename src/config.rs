@@ -20,6 +20,8 @@ pub struct Config {
     pub registration: RegistrationConfig,
     /// `[mam]`: the message archive (XEP-0313).
     pub mam: MamConfig,
+    /// `[muc]`: Multi-User Chat (XEP-0045) at `<subdomain>.<domain>`.
+    pub muc: MucConfig,
     pub log: LogConfig,
 }
 
@@ -240,6 +242,27 @@ pub struct MamConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct MucConfig {
+    /// Run a chatroom service for every hosted domain. On by default.
+    pub enabled: bool,
+    /// The service lives at `<subdomain>.<domain>` ("conference").
+    pub subdomain: String,
+    /// Most messages a room keeps for history on join (a room's own setting may be lower).
+    pub max_history: usize,
+}
+
+impl Default for MucConfig {
+    fn default() -> Self {
+        MucConfig {
+            enabled: true,
+            subdomain: "conference".into(),
+            max_history: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// "text" (readable) or "json".
     pub format: String,
@@ -339,6 +362,16 @@ impl Config {
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(ConfigError(format!(
                 "{origin}: log.format must be \"text\" or \"json\""
+            )));
+        }
+        if self.muc.enabled
+            && (self.muc.subdomain.is_empty()
+                || crate::jid::Jid::domain_jid(&self.muc.subdomain)
+                    .map(|j| j.domain() != self.muc.subdomain || j.domain().contains('.'))
+                    .unwrap_or(true))
+        {
+            return Err(ConfigError(format!(
+                "{origin}: muc.subdomain must be one lowercase DNS label such as \"conference\""
             )));
         }
         if self.limits.max_stanza_size < 10_000 {

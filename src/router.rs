@@ -10,6 +10,9 @@
 //! | user@domain/res, bound     | delivered                                 | delivered (subscription types as bare) | delivered               |
 //! | user@domain/res, not bound | chat/normal/headline: as bare; groupchat: `service-unavailable` | subscription types as bare; others dropped | `service-unavailable` |
 //!
+//! A stanza to an internal component's domain (e.g. `conference.<domain>`, see
+//! [`crate::components`]) goes to that component, whatever its type.
+//!
 //! A stanza of type `error` is never answered with an error; an IQ result/error is never
 //! answered at all. A domain we do not host goes to federation ([`crate::s2s::send`]), which
 //! bounces with `remote-server-not-found` when federation is off.
@@ -38,6 +41,10 @@ pub fn route(state: &Arc<ServerState>, stanza: Stanza) {
             return;
         }
     };
+    if let Some(component) = state.components.get(to.domain()) {
+        component.handle(state, stanza);
+        return;
+    }
     if !state.config.hosts(to.domain()) {
         crate::s2s::send(state, stanza);
         return;

@@ -149,6 +149,9 @@ fn xep_of_feature(feature: &str) -> Option<&'static str> {
         f if f.starts_with("http://jabber.org/protocol/pubsub#") => "0060",
         "urn:xmpp:bookmarks:1#compat" | "urn:xmpp:bookmarks:1#compat-pep" => "0402",
         "urn:xmpp:bookmarks-conversion:0" => "0411",
+        "http://jabber.org/protocol/muc" => "0045",
+        "http://jabber.org/protocol/muc#self-ping-optimization" => "0410",
+        "urn:xmpp:occupant-id:0" => "0421",
         _ => return None,
     })
 }
@@ -167,6 +170,7 @@ fn every_advertised_feature_is_in_the_record() {
                 .chain(m.account_features().iter())
                 .copied()
         })
+        .chain(oriole::components::muc::SERVICE_FEATURES.iter().copied())
         .collect();
     assert!(!features.is_empty());
     for f in features {

@@ -368,6 +368,7 @@ min_seconds_between_registrations = 0
 default_archive_policy = true
 archive_expires_after = "never"
 VirtualHost "{self.domain}"
+Component "conference.{self.domain}" "muc"
 """)
         shutil.chown(self.work, "prosody", "prosody")
         for root, dirs, files in os.walk(self.dir):
