@@ -33,6 +33,7 @@
 pub mod admin;
 pub mod auth;
 pub mod c2s;
+pub mod components;
 pub mod config;
 pub mod im;
 pub mod jid;

@@ -38,6 +38,9 @@ pub fn route(state: &Arc<ServerState>, stanza: Stanza) {
             return;
         }
     };
+    if crate::components::upload::route(state, &stanza, &to) {
+        return;
+    }
     if !state.config.hosts(to.domain()) {
         // Federation is issue 3: nothing leaves this server yet. Presence broadcasts to
         // remote contacts are dropped quietly; requests and messages bounce.

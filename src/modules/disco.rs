@@ -60,11 +60,15 @@ impl Module for DiscoModule {
                 }
                 Ok(Some(server_info(ctx)))
             }
-            (IqTarget::Server(_), false) => {
+            (IqTarget::Server(domain), false) => {
                 if node.is_some() {
                     return Err(StanzaError::item_not_found());
                 }
-                Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
+                let mut q = Element::new("query", ns::DISCO_ITEMS);
+                for item in crate::components::upload::disco_items(&ctx.config, domain.domain()) {
+                    q.push_child(item);
+                }
+                Ok(Some(q))
             }
             (IqTarget::Account(_), true) => {
                 if !may_see_account(ctx, req)? {
