@@ -318,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn server_items_are_empty() {
+    fn server_items_are_the_components() {
         let h = harness(config());
         let q = call(
             &DiscoModule,
@@ -331,7 +331,8 @@ mod tests {
         .expect("result")
         .expect("payload");
         assert!(q.is("query", ns::DISCO_ITEMS));
-        assert_eq!(q.elements().count(), 0);
+        let jids: Vec<_> = q.elements().filter_map(|i| i.attr("jid")).collect();
+        assert_eq!(jids, ["upload.example.org", "proxy.example.org"]);
     }
 
     #[test]

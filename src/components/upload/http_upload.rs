@@ -138,7 +138,7 @@ pub fn essence(ct: &str) -> String {
 }
 
 /// A slot request refused: the stanza error and an optional application-specific child.
-pub type SlotError = (StanzaError, Option<Element>);
+pub type SlotError = Box<(StanzaError, Option<Element>)>;
 
 impl UploadStore {
     /// Open (create) `<data_dir>/upload` and count what each account stores.
@@ -248,7 +248,7 @@ impl UploadStore {
         domain: &str,
         req: &Element,
     ) -> Result<Element, SlotError> {
-        let plain = |e: StanzaError| (e, None);
+        let plain = |e: StanzaError| Box::new((e, None));
         let filename = req.attr("filename").unwrap_or_default();
         if filename.is_empty()
             || filename.len() > 255
@@ -269,11 +269,11 @@ impl UploadStore {
         if size > max {
             let detail = Element::new("file-too-large", NS_UPLOAD)
                 .with_child(Element::new("max-file-size", NS_UPLOAD).with_text(max.to_string()));
-            return Err((
+            return Err(Box::new((
                 StanzaError::not_acceptable()
                     .with_text(format!("the file is larger than the limit of {max} bytes")),
                 Some(detail),
-            ));
+            )));
         }
         let content_type = match req.attr("content-type").filter(|c| !c.is_empty()) {
             Some(ct) if !valid_content_type(ct) => {
@@ -415,12 +415,13 @@ impl UploadStore {
             }
             match self.read_meta(&id) {
                 Some(meta) => {
-                    if days > 0 && meta.created.saturating_add(days * 86400) <= now {
-                        if std::fs::remove_dir_all(e.path()).is_ok() {
-                            removed += 1;
-                            if let Some(u) = self.lock().used.get_mut(&meta.owner) {
-                                *u = u.saturating_sub(meta.size);
-                            }
+                    if days > 0
+                        && meta.created.saturating_add(days * 86400) <= now
+                        && std::fs::remove_dir_all(e.path()).is_ok()
+                    {
+                        removed += 1;
+                        if let Some(u) = self.lock().used.get_mut(&meta.owner) {
+                            *u = u.saturating_sub(meta.size);
                         }
                     }
                 }
@@ -532,7 +533,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), 100, 150);
         let a = Jid::parse("a@example.org/r").unwrap();
-        let (err, detail) = s
+        let (err, detail) = *s
             .request_slot(&a, "example.org", &request("x", 101, None))
             .unwrap_err();
         assert_eq!(err.condition, "not-acceptable");
@@ -544,7 +545,7 @@ mod tests {
         s.request_slot(&a, "example.org", &request("x", 100, None))
             .unwrap();
         // The unused slot counts against the quota.
-        let (err, _) = s
+        let (err, _) = *s
             .request_slot(&a, "example.org", &request("y", 60, None))
             .unwrap_err();
         assert_eq!(err.condition, "resource-constraint");
@@ -566,10 +567,10 @@ mod tests {
             request("x", 1, Some("nonsense")),
             Element::new("request", NS_UPLOAD).with_attr("filename", "x"),
         ] {
-            let (e, _) = s.request_slot(&a, "d", &req).unwrap_err();
+            let (e, _) = *s.request_slot(&a, "d", &req).unwrap_err();
             assert_eq!(e.condition, "bad-request");
         }
-        let (e, _) = s
+        let (e, _) = *s
             .request_slot(&a, "d", &request("x", 1, Some("application/x-sh")))
             .unwrap_err();
         assert_eq!(e.condition, "not-acceptable");

@@ -369,7 +369,8 @@ fn handle_iq(
             }
             match store.request_slot(&from, base, payload) {
                 Ok(slot) => stanza.iq_result(Some(slot)),
-                Err((err, detail)) => {
+                Err(refused) => {
+                    let (err, detail) = *refused;
                     let mut reply = err.reply_to(stanza);
                     if let (Some(detail), Some(e)) =
                         (detail, reply.el_mut().child_mut("error", ns::CLIENT))

@@ -376,10 +376,14 @@ mod tests {
     #[test]
     fn rfc5769_sample_request_integrity() {
         // RFC 5769 §2.1: short-term credential, password "VOkJxbRl1RmTxUk/WvJxBt".
-        let hex = "000100582112a442b7e7a701bc34d686fa87dfae802200105354554e20746573742076\
-                   6563746f7220002400046e0001ff80290008932ff9b151263b36000600096576746a3a\
-                   68367659202020000800149aeaa70cbfd8cb56781ef2b5b2d3f249c1b571a280280004\
-                   e57a3bcf";
+        let hex = concat!(
+            "000100582112a442b7e7a701bc34d686fa87dfae",
+            "802200105354554e207465737420636c69656e74",
+            "002400046e0001ff80290008932ff9b151263b36",
+            "000600096576746a3a68367659202020",
+            "000800149aeaa70cbfd8cb56781ef2b5b2d3f249c1b571a2",
+            "80280004e57a3bcf"
+        );
         let bytes: Vec<u8> = (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
