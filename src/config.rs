@@ -23,6 +23,12 @@ pub struct Config {
     /// `[muc]`: Multi-User Chat (XEP-0045) at `<subdomain>.<domain>`.
     pub muc: MucConfig,
     pub log: LogConfig,
+    /// HTTP File Upload (XEP-0363) at `upload.<domain>`.
+    pub upload: UploadConfig,
+    /// STUN/TURN for calls, advertised by external service discovery (XEP-0215).
+    pub turn: TurnConfig,
+    /// SOCKS5 bytestream proxy (XEP-0065) at `proxy.<domain>`.
+    pub proxy65: Proxy65Config,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -279,6 +285,8 @@ impl Default for LogConfig {
     }
 }
 
+pub use crate::components::upload::config::{Proxy65Config, TurnConfig, UploadConfig};
+
 /// A configuration error with the file, line and key where known.
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -379,6 +387,7 @@ impl Config {
                 "{origin}: limits.max_stanza_size must be at least 10000 (RFC 6120 §13.12)"
             )));
         }
+        crate::components::upload::config::validate(self, origin)?;
         Ok(())
     }
 

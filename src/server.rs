@@ -130,6 +130,8 @@ pub struct ServerState {
     pub auth_throttle: crate::c2s::AuthThrottle,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    /// HTTP File Upload, the SOCKS5 proxy and STUN/TURN (issue 6).
+    pub media: crate::components::upload::Services,
 }
 
 impl ServerState {
@@ -403,7 +405,11 @@ impl RunningServer {
             config.limits.max_c2s_connections,
             config.limits.max_connections_per_ip,
         );
-        let modules = crate::modules::register_all(&config);
+        let media = crate::components::upload::Services::start(&config, &tls)
+            .await
+            .map_err(StartError)?;
+        let mut modules = crate::modules::register_all(&config);
+        modules.push(media.extdisco_module());
         let state = Arc::new_cyclic(|weak: &Weak<ServerState>| {
             let api: Arc<dyn ServerApi> = Arc::new(ModuleServerApi(weak.clone()));
             ServerState {
@@ -419,8 +425,10 @@ impl RunningServer {
                 auth_throttle: crate::c2s::AuthThrottle::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                media,
             }
         });
+        state.media.spawn(&state);
         let addrs = |ls: &[TcpListener]| -> Vec<SocketAddr> {
             ls.iter().filter_map(|l| l.local_addr().ok()).collect()
         };

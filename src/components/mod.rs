@@ -1,5 +1,7 @@
-//! Internal components: services on their own subdomains (`conference.<domain>`, later
-//! `upload.<domain>`, …) that run inside the server.
+//! Internal components: services on their own subdomains that run inside the server:
+//! [`muc`] at `conference.<domain>`, and from [`upload`] HTTP File Upload at
+//! `upload.<domain>` and the SOCKS5 bytestream proxy at `proxy.<domain>` (the STUN/TURN
+//! server of [`upload`] is advertised on the hosted domain itself, by XEP-0215).
 //!
 //! A component owns every stanza addressed to its domain (or to a JID on it): the router
 //! hands such stanzas to [`Component::handle`] before any other rule. Stanzas a component
@@ -12,6 +14,7 @@
 //! disagree.
 
 pub mod muc;
+pub mod upload;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +40,10 @@ pub trait Component: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceKind {
     Muc,
+    /// XEP-0363 slots (the HTTP service itself runs in [`upload::Services`]).
+    Upload,
+    /// XEP-0065 proxy (its SOCKS5 listener runs in [`upload::Services`]).
+    Proxy65,
 }
 
 /// A component domain derived from the configuration.
@@ -61,6 +68,24 @@ pub fn service_domains(config: &Config) -> Vec<ServiceDomain> {
                 domain: format!("{}.{host}", config.muc.subdomain),
                 host: host.clone(),
                 name: "Chatrooms",
+            });
+        }
+    }
+    for host in &config.server.domains {
+        if config.upload.enable {
+            out.push(ServiceDomain {
+                kind: ServiceKind::Upload,
+                domain: format!("{}{host}", upload::UPLOAD_PREFIX),
+                host: host.clone(),
+                name: "HTTP File Upload",
+            });
+        }
+        if config.proxy65.enable {
+            out.push(ServiceDomain {
+                kind: ServiceKind::Proxy65,
+                domain: format!("{}{host}", upload::PROXY_PREFIX),
+                host: host.clone(),
+                name: "SOCKS5 Bytestreams Service",
             });
         }
     }
@@ -98,6 +123,14 @@ impl ComponentRegistry {
                     config.clone(),
                     storage.clone(),
                 )),
+                ServiceKind::Upload | ServiceKind::Proxy65 => Arc::new(MediaComponent {
+                    domain: s.domain.clone(),
+                    name: if s.kind == ServiceKind::Upload {
+                        "upload"
+                    } else {
+                        "proxy65"
+                    },
+                }),
             };
             by_domain.insert(s.domain, c);
         }
@@ -117,5 +150,29 @@ impl ComponentRegistry {
     /// Every component.
     pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Component>> {
         self.by_domain.values()
+    }
+}
+
+/// The stanza side of the upload slot service and the SOCKS5 proxy: IQs answered by
+/// [`upload::route`] from the sockets [`upload::Services`] runs.
+struct MediaComponent {
+    domain: String,
+    name: &'static str,
+}
+
+impl Component for MediaComponent {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn domain(&self) -> &str {
+        &self.domain
+    }
+    fn handle(&self, state: &Arc<ServerState>, stanza: Stanza) {
+        match stanza.to() {
+            Ok(Some(to)) => {
+                upload::route(state, &stanza, &to);
+            }
+            _ => crate::router::bounce(state, &stanza, crate::proto::StanzaError::jid_malformed()),
+        }
     }
 }

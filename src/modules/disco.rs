@@ -451,9 +451,18 @@ mod tests {
         let q = server_items(config());
         assert!(q.is("query", ns::DISCO_ITEMS));
         let jids: Vec<_> = q.elements().filter_map(|i| i.attr("jid")).collect();
-        assert_eq!(jids, ["conference.example.org"]);
+        assert_eq!(
+            jids,
+            [
+                "conference.example.org",
+                "upload.example.org",
+                "proxy.example.org"
+            ]
+        );
         let mut off = config();
         off.muc.enabled = false;
+        off.upload.enable = false;
+        off.proxy65.enable = false;
         assert_eq!(server_items(off).elements().count(), 0);
     }
 

@@ -208,7 +208,7 @@ impl Inbound {
             h.to.as_deref()
                 .and_then(|t| Jid::domain_jid(t).ok())
                 .map(|j| j.domain().to_string());
-        let hosted = to.as_deref().is_some_and(|d| self.state.config.hosts(d));
+        let hosted = to.as_deref().is_some_and(|d| self.state.is_local_domain(d));
         self.local = match (&to, hosted) {
             (Some(d), true) => d.clone(),
             _ => self.state.config.default_domain().to_string(),
@@ -411,7 +411,7 @@ impl Inbound {
                 kind: None,
                 key,
             } => {
-                if !self.state.config.hosts(&to) {
+                if !self.state.is_local_domain(&to) {
                     return Err(End::Stream(
                         StreamError::HostUnknown,
                         Some(format!("{to} is not served here")),
@@ -435,7 +435,7 @@ impl Inbound {
                 kind: None,
                 key,
             } => {
-                if !self.state.config.hosts(&to) {
+                if !self.state.is_local_domain(&to) {
                     return Err(End::Stream(
                         StreamError::HostUnknown,
                         Some(format!("{to} is not served here")),
@@ -552,7 +552,7 @@ impl Inbound {
                 ))
             }
         };
-        if !self.state.config.hosts(to.domain()) {
+        if !self.state.is_local_domain(to.domain()) {
             return Err(End::Stream(
                 StreamError::HostUnknown,
                 Some(format!("{} is not served here", to.domain())),

@@ -286,7 +286,7 @@ pub fn send(state: &Arc<ServerState>, stanza: Stanza) {
     };
     let remote = to.domain().to_string();
     let local = from.domain().to_string();
-    if !state.s2s.enabled || !state.config.hosts(&local) {
+    if !state.s2s.enabled || !state.is_local_domain(&local) {
         if stanza.kind() == StanzaKind::Presence && stanza.type_attr() != Some("subscribe") {
             return;
         }

@@ -63,6 +63,8 @@ pub struct TlsContext {
     /// For Direct TLS c2s (XEP-0368): ALPN "xmpp-client" offered (clients that send no
     /// ALPN still connect).
     pub direct_tls: Arc<rustls::ServerConfig>,
+    /// For the HTTPS upload service (XEP-0363): ALPN "http/1.1".
+    pub https: Arc<rustls::ServerConfig>,
     store: Arc<CertStore>,
 }
 
@@ -104,6 +106,7 @@ impl TlsContext {
         Ok(TlsContext {
             starttls: make(&[])?,
             direct_tls: make(&[ALPN_XMPP_CLIENT])?,
+            https: make(&[b"http/1.1"])?,
             store,
         })
     }
