@@ -20,7 +20,15 @@ pub struct Config {
     pub registration: RegistrationConfig,
     /// `[mam]`: the message archive (XEP-0313).
     pub mam: MamConfig,
+    /// `[muc]`: Multi-User Chat (XEP-0045) at `<subdomain>.<domain>`.
+    pub muc: MucConfig,
     pub log: LogConfig,
+    /// HTTP File Upload (XEP-0363) at `upload.<domain>`.
+    pub upload: UploadConfig,
+    /// STUN/TURN for calls, advertised by external service discovery (XEP-0215).
+    pub turn: TurnConfig,
+    /// SOCKS5 bytestream proxy (XEP-0065) at `proxy.<domain>`.
+    pub proxy65: Proxy65Config,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,11 +109,69 @@ impl Default for C2sConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+/// `[s2s]`: federation (see `src/s2s/mod.rs`). Federation is on when `listen` or
+/// `direct_tls` names an address; otherwise stanzas for other domains bounce with
+/// `remote-server-not-found` and nothing is looked up or connected.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S2sConfig {
-    /// Addresses for server-to-server connections (federation). Empty: no federation.
+    /// Addresses for server-to-server connections that start in plain text (STARTTLS;
+    /// a peer that starts with TLS is served Direct TLS too). Empty: no federation.
     pub listen: Vec<String>,
+    /// Addresses for Direct TLS server connections (XEP-0368, ALPN `xmpp-server`).
+    pub direct_tls: Vec<String>,
+    /// Refuse peers whose certificate does not verify for their domain (no dialback
+    /// fallback). Like Prosody's `s2s_secure_auth`, off by default: much of the network
+    /// still federates with self-signed certificates and dialback.
+    pub require_valid_certificates: bool,
+    /// Allow Server Dialback (XEP-0220) when the certificate does not authenticate a peer.
+    pub allow_dialback: bool,
+    /// PEM file of extra trusted CA certificates, added to the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Seconds without traffic after which a federation link is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds allowed for one TCP connect attempt.
+    pub connect_timeout_secs: u64,
+    /// Seconds allowed for a whole link setup (connect, TLS, authentication).
+    pub negotiation_timeout_secs: u64,
+    /// Stanzas queued per remote domain while its link is set up; more are bounced.
+    pub queue_size: usize,
+    /// DNS servers ("ip:port") instead of the system's resolv.conf.
+    pub nameservers: Vec<String>,
+    /// Per remote domain settings: `[s2s.domains."example.net"]`.
+    pub domains: std::collections::BTreeMap<String, S2sDomainConfig>,
+}
+
+impl Default for S2sConfig {
+    fn default() -> Self {
+        S2sConfig {
+            listen: Vec::new(),
+            direct_tls: Vec::new(),
+            require_valid_certificates: false,
+            allow_dialback: true,
+            ca_file: None,
+            idle_timeout_secs: 600,
+            connect_timeout_secs: 10,
+            negotiation_timeout_secs: 30,
+            queue_size: 1000,
+            nameservers: Vec::new(),
+            domains: Default::default(),
+        }
+    }
+}
+
+/// Settings for one remote domain; unset keys take the `[s2s]` value.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct S2sDomainConfig {
+    /// Connect here ("host:port") instead of looking the domain up in DNS.
+    pub connect: Option<String>,
+    /// With `connect`: start with TLS (XEP-0368) instead of STARTTLS.
+    pub direct_tls: bool,
+    /// Refuse all traffic with this domain, both ways.
+    pub block: bool,
+    pub require_valid_certificates: Option<bool>,
+    pub allow_dialback: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -199,6 +265,27 @@ pub struct MamConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct MucConfig {
+    /// Run a chatroom service for every hosted domain. On by default.
+    pub enabled: bool,
+    /// The service lives at `<subdomain>.<domain>` ("conference").
+    pub subdomain: String,
+    /// Most messages a room keeps for history on join (a room's own setting may be lower).
+    pub max_history: usize,
+}
+
+impl Default for MucConfig {
+    fn default() -> Self {
+        MucConfig {
+            enabled: true,
+            subdomain: "conference".into(),
+            max_history: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// "text" (readable) or "json".
     pub format: String,
@@ -214,6 +301,8 @@ impl Default for LogConfig {
         }
     }
 }
+
+pub use crate::components::upload::config::{Proxy65Config, TurnConfig, UploadConfig};
 
 /// A configuration error with the file, line and key where known.
 #[derive(Debug)]
@@ -274,6 +363,8 @@ impl Config {
             ("c2s.starttls", &self.c2s.starttls),
             ("c2s.direct_tls", &self.c2s.direct_tls),
             ("s2s.listen", &self.s2s.listen),
+            ("s2s.direct_tls", &self.s2s.direct_tls),
+            ("s2s.nameservers", &self.s2s.nameservers),
         ] {
             for addr in list {
                 addr.parse::<std::net::SocketAddr>().map_err(|_| {
@@ -283,9 +374,29 @@ impl Config {
                 })?;
             }
         }
+        for (domain, d) in &self.s2s.domains {
+            if let Some(c) = &d.connect {
+                let port = c.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+                if port.is_none() {
+                    return Err(ConfigError(format!(
+                        "{origin}: s2s.domains.\"{domain}\".connect: {c:?} is not \"host:port\""
+                    )));
+                }
+            }
+        }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(ConfigError(format!(
                 "{origin}: log.format must be \"text\" or \"json\""
+            )));
+        }
+        if self.muc.enabled
+            && (self.muc.subdomain.is_empty()
+                || crate::jid::Jid::domain_jid(&self.muc.subdomain)
+                    .map(|j| j.domain() != self.muc.subdomain || j.domain().contains('.'))
+                    .unwrap_or(true))
+        {
+            return Err(ConfigError(format!(
+                "{origin}: muc.subdomain must be one lowercase DNS label such as \"conference\""
             )));
         }
         if self.limits.max_stanza_size < 10_000 {
@@ -293,6 +404,7 @@ impl Config {
                 "{origin}: limits.max_stanza_size must be at least 10000 (RFC 6120 §13.12)"
             )));
         }
+        crate::components::upload::config::validate(self, origin)?;
         Ok(())
     }
 

@@ -127,7 +127,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run => run(config).await,
             Command::User { action } => user(config, action).await,
-            Command::Check => check(&config),
+            Command::Check => check(&config).await,
             Command::Export { file } => export(&config, &file),
             Command::Import { file } => import(&config, &file),
         }
@@ -195,7 +195,7 @@ async fn user(config: Config, action: UserAction) -> Result<(), String> {
     }
 }
 
-fn check(config: &Config) -> Result<(), String> {
+async fn check(config: &Config) -> Result<(), String> {
     println!("configuration: ok");
     println!("domains: {}", config.server.domains.join(", "));
     println!("data folder: {}", config.server.data_dir.display());
@@ -205,6 +205,9 @@ fn check(config: &Config) -> Result<(), String> {
     }
     println!("c2s STARTTLS: {}", config.c2s.starttls.join(", "));
     println!("c2s Direct TLS: {}", config.c2s.direct_tls.join(", "));
+    for line in oriole::s2s::check::report(config, &tls).await {
+        println!("s2s: {line}");
+    }
     if !config.c2s.require_encryption {
         println!(
             "warning: c2s.require_encryption is off: passwords may cross the network in clear"

@@ -10,9 +10,12 @@
 //! | user@domain/res, bound     | delivered                                 | delivered (subscription types as bare) | delivered               |
 //! | user@domain/res, not bound | chat/normal/headline: as bare; groupchat: `service-unavailable` | subscription types as bare; others dropped | `service-unavailable` |
 //!
+//! A stanza to an internal component's domain (e.g. `conference.<domain>`, see
+//! [`crate::components`]) goes to that component, whatever its type.
+//!
 //! A stanza of type `error` is never answered with an error; an IQ result/error is never
-//! answered at all. A domain we do not host gets `remote-server-not-found` until federation
-//! lands (issue 3).
+//! answered at all. A domain we do not host goes to federation ([`crate::s2s::send`]), which
+//! bounces with `remote-server-not-found` when federation is off.
 
 use std::sync::Arc;
 
@@ -38,18 +41,12 @@ pub fn route(state: &Arc<ServerState>, stanza: Stanza) {
             return;
         }
     };
+    if let Some(component) = state.components.get(to.domain()) {
+        component.handle(state, stanza);
+        return;
+    }
     if !state.config.hosts(to.domain()) {
-        // Federation is issue 3: nothing leaves this server yet. Presence broadcasts to
-        // remote contacts are dropped quietly; requests and messages bounce.
-        if stanza.kind() == StanzaKind::Presence && stanza.type_attr() != Some("subscribe") {
-            return;
-        }
-        bounce(
-            state,
-            &stanza,
-            StanzaError::remote_server_not_found()
-                .with_text(format!("{} is not served here", to.domain())),
-        );
+        crate::s2s::send(state, stanza);
         return;
     }
     if to.node().is_none() {

@@ -9,11 +9,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
 use crate::jid::Jid;
+use crate::proto::shared::SharedStanza;
 use crate::proto::{Stanza, StreamError};
 use crate::xml::Element;
 
@@ -26,6 +27,8 @@ pub enum Outbound {
     Stanza(Stanza),
     /// Close the stream with this error (conflict, system-shutdown, …).
     Close(StreamError, Option<String>),
+    /// A stanza serialised once for many recipients; written with this session's JID as `to`.
+    Shared(Arc<SharedStanza>),
 }
 
 /// A cheap, clonable handle to one bound session.
@@ -67,6 +70,23 @@ impl SessionHandle {
                 Err(s)
             }
             Err(_) => Ok(()),
+        }
+    }
+
+    /// Queue a shared stanza (fan-out); `false` when the queue is closed or full (a full
+    /// queue also closes the session, as in [`SessionHandle::send`]).
+    pub fn send_shared(&self, stanza: Arc<SharedStanza>) -> bool {
+        match self.tx.try_send(Outbound::Shared(stanza)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(jid = %self.jid, "outbound queue full; closing the session");
+                self.close(
+                    StreamError::PolicyViolation,
+                    Some("too many stanzas waiting: the client is not reading"),
+                );
+                false
+            }
         }
     }
 
@@ -186,6 +206,14 @@ impl SessionRegistry {
     pub fn get(&self, full: &Jid) -> Option<ResourceState> {
         let map = self.lock();
         map.get(&full.to_bare())?.get(full.resource()?).cloned()
+    }
+
+    /// The send handle of one full JID (cheaper than [`SessionRegistry::get`]).
+    pub fn handle(&self, full: &Jid) -> Option<SessionHandle> {
+        let map = self.lock();
+        map.get(&full.to_bare())?
+            .get(full.resource()?)
+            .map(|s| s.handle.clone())
     }
 
     /// Every bound resource of an account.

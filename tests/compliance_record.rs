@@ -150,6 +150,12 @@ fn xep_of_feature(feature: &str) -> Option<&'static str> {
         "urn:xmpp:bookmarks:1#compat" | "urn:xmpp:bookmarks:1#compat-pep" => "0402",
         "urn:xmpp:bookmarks-conversion:0" => "0411",
         "urn:xmpp:pep-vcard-conversion:0" => "0398",
+        "http://jabber.org/protocol/muc" => "0045",
+        "http://jabber.org/protocol/muc#self-ping-optimization" => "0410",
+        "urn:xmpp:occupant-id:0" => "0421",
+        "http://jabber.org/protocol/bytestreams" => "0065",
+        "urn:xmpp:extdisco:2" => "0215",
+        "urn:xmpp:http:upload:0" => "0363",
         _ => return None,
     })
 }
@@ -160,7 +166,7 @@ fn every_advertised_feature_is_in_the_record() {
     let mut config = oriole::config::Config::default();
     config.registration.allow = true;
     let modules = oriole::modules::register_all(&config);
-    let features: Vec<&str> = modules
+    let mut features: Vec<&str> = modules
         .iter()
         .flat_map(|m| {
             m.server_features()
@@ -168,7 +174,9 @@ fn every_advertised_feature_is_in_the_record() {
                 .chain(m.account_features().iter())
                 .copied()
         })
+        .chain(oriole::components::muc::SERVICE_FEATURES.iter().copied())
         .collect();
+    features.extend(oriole::components::upload::features(&config));
     assert!(!features.is_empty());
     for f in features {
         let xep = xep_of_feature(f).unwrap_or_else(|| {

@@ -81,6 +81,8 @@ class Target:
         self.registration = registration
         self.host = pick_host()
         self.starttls_port, self.direct_tls_port = free_ports(self.host, 2)
+        # HTTP upload (HTTPS), TURN (UDP, same number) and the SOCKS5 proxy.
+        self.upload_port, self.turn_port, self.proxy_port = free_ports(self.host, 3)
         self.domain = DOMAIN
         self.proc: subprocess.Popen | None = None
         self.stdout_path = work / "server.out"
@@ -261,6 +263,19 @@ direct_tls = ["{self.host}:{self.direct_tls_port}"]
 [s2s]
 listen = []
 
+[upload]
+http_listen = "{self.host}:{self.upload_port}"
+public_url = "https://{self.domain}:{self.upload_port}"
+
+[turn]
+listen = "{self.host}:{self.turn_port}"
+host = "{self.host}"
+relay_private_peers = true
+
+[proxy65]
+listen = "{self.host}:{self.proxy_port}"
+host = "{self.host}"
+
 [log]
 level = "{level}"
 """
@@ -343,6 +358,7 @@ class ProsodyTarget(Target):
         modules = [
             "roster", "saslauth", "tls", "disco", "vcard", "private", "ping", "version",
             "time", "offline", "smacks", "csi_simple", "carbons", "mam", "blocklist", "pep",
+            "turn_external",
         ]
         if self.registration:
             modules.append("register")
@@ -355,7 +371,17 @@ c2s_ports = {{ {self.starttls_port} }}
 c2s_direct_tls_ports = {{ {self.direct_tls_port} }}
 s2s_ports = {{ }}
 http_ports = {{ }}
-https_ports = {{ }}
+https_ports = {{ {self.upload_port} }}
+https_interfaces = {{ "{self.host}" }}
+https_certificate = "{self.cert}"
+https_key = "{self.key}"
+http_external_url = "https://upload.{self.domain}:{self.upload_port}/"
+http_file_share_size_limit = 10485760
+turn_external_host = "{self.host}"
+turn_external_port = {self.turn_port}
+turn_external_secret = "interop-turn-secret"
+proxy65_ports = {{ {self.proxy_port} }}
+proxy65_interfaces = {{ "{self.host}" }}
 component_ports = {{ }}
 log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{self.dir}/prosody.log" }} }}
 modules_enabled = {{ {mods} }}
@@ -368,6 +394,9 @@ min_seconds_between_registrations = 0
 default_archive_policy = true
 archive_expires_after = "never"
 VirtualHost "{self.domain}"
+Component "conference.{self.domain}" "muc"
+Component "upload.{self.domain}" "http_file_share"
+Component "proxy.{self.domain}" "proxy65"
 """)
         shutil.chown(self.work, "prosody", "prosody")
         for root, dirs, files in os.walk(self.dir):

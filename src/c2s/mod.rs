@@ -908,6 +908,7 @@ impl Connection {
                                     self.emit(live, s);
                                 }
                             }
+                            Outbound::Shared(s) => s.write_to(&mut out, &jid),
                             Outbound::Close(e, text) => {
                                 if self.flush_out().await.is_err() {
                                     return End::Io;

@@ -63,11 +63,20 @@ impl Module for DiscoModule {
                     Some(_) => Err(StanzaError::item_not_found()),
                 }
             }
-            (IqTarget::Server(_), false) => {
+            (IqTarget::Server(host), false) => {
                 if node.is_some() {
                     return Err(StanzaError::item_not_found());
                 }
-                Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
+                // Internal components of this domain (XEP-0030 §4: services as items).
+                let mut q = Element::new("query", ns::DISCO_ITEMS);
+                for s in crate::components::services_of_host(&ctx.config, host.domain()) {
+                    q.push_child(
+                        Element::new("item", ns::DISCO_ITEMS)
+                            .with_attr("jid", s.domain)
+                            .with_attr("name", s.name),
+                    );
+                }
+                Ok(Some(q))
             }
             (IqTarget::Account(_), true) => {
                 if !may_see_account(ctx, req)? {
@@ -451,20 +460,36 @@ mod tests {
     }
 
     #[test]
-    fn server_items_are_empty() {
-        let h = harness(config());
-        let q = call(
-            &DiscoModule,
-            &h.ctx,
-            "a@example.org/r",
-            Some("example.org"),
-            false,
-            items(),
-        )
-        .expect("result")
-        .expect("payload");
+    fn server_items_list_the_components_of_the_domain() {
+        let server_items = |cfg| {
+            let h = harness(cfg);
+            call(
+                &DiscoModule,
+                &h.ctx,
+                "a@example.org/r",
+                Some("example.org"),
+                false,
+                items(),
+            )
+            .expect("result")
+            .expect("payload")
+        };
+        let q = server_items(config());
         assert!(q.is("query", ns::DISCO_ITEMS));
-        assert_eq!(q.elements().count(), 0);
+        let jids: Vec<_> = q.elements().filter_map(|i| i.attr("jid")).collect();
+        assert_eq!(
+            jids,
+            [
+                "conference.example.org",
+                "upload.example.org",
+                "proxy.example.org"
+            ]
+        );
+        let mut off = config();
+        off.muc.enabled = false;
+        off.upload.enable = false;
+        off.proxy65.enable = false;
+        assert_eq!(server_items(off).elements().count(), 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! errors of RFC 6120 §8.3 and §4.9. No I/O.
 
 pub mod ns;
+pub mod shared;
 pub mod stanza;
 pub mod stanza_error;
 pub mod stream_error;

@@ -63,6 +63,8 @@ pub struct TlsContext {
     /// For Direct TLS c2s (XEP-0368): ALPN "xmpp-client" offered (clients that send no
     /// ALPN still connect).
     pub direct_tls: Arc<rustls::ServerConfig>,
+    /// For the HTTPS upload service (XEP-0363): ALPN "http/1.1".
+    pub https: Arc<rustls::ServerConfig>,
     store: Arc<CertStore>,
 }
 
@@ -104,6 +106,7 @@ impl TlsContext {
         Ok(TlsContext {
             starttls: make(&[])?,
             direct_tls: make(&[ALPN_XMPP_CLIENT])?,
+            https: make(&[b"http/1.1"])?,
             store,
         })
     }
@@ -121,6 +124,17 @@ impl TlsContext {
     /// [`Self::server_end_point`] for the certificate served on this connection.
     pub fn server_end_point_for(&self, conn: &rustls::ServerConnection) -> Option<Vec<u8>> {
         self.server_end_point(conn.server_name())
+    }
+
+    /// The certificate and key served for `name` (the default one when none names it):
+    /// what an outbound federation link presents for a hosted domain.
+    pub fn certified_key(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.store.select(Some(name)).map(|e| Arc::clone(&e.key))
+    }
+
+    /// The SNI certificate resolver, for other server configurations (federation).
+    pub fn cert_resolver(&self) -> Arc<dyn ResolvesServerCert> {
+        Arc::clone(&self.store) as Arc<dyn ResolvesServerCert>
     }
 
     /// Whether some certificate names `name` (exactly or by wildcard).

@@ -39,7 +39,14 @@ pub struct Options {
     pub registration: bool,
     /// `[c2s] sm_resume_timeout_secs` (XEP-0198).
     pub sm_resume_timeout_secs: Option<u64>,
+    /// The `[upload]`, `[turn]` and `[proxy65]` sections; `None`: [`MEDIA_CONFIG`].
+    pub media_config: Option<String>,
 }
+
+/// Upload, TURN and proxy65 on loopback ports chosen by the system.
+pub const MEDIA_CONFIG: &str = "\n[upload]\nhttp_listen = \"127.0.0.1:0\"\n\
+     \n[turn]\nlisten = \"127.0.0.1:0\"\nhost = \"127.0.0.1\"\nrelay_private_peers = true\n\
+     \n[proxy65]\nlisten = \"127.0.0.1:0\"\nhost = \"127.0.0.1\"\n";
 
 /// The configuration file a test server runs with.
 pub fn config_text(data_dir: &Path, opts: &Options) -> String {
@@ -66,6 +73,7 @@ pub fn config_text(data_dir: &Path, opts: &Options) -> String {
     if opts.registration {
         t.push_str("\n[registration]\nallow = true\n");
     }
+    t.push_str(opts.media_config.as_deref().unwrap_or(MEDIA_CONFIG));
     t
 }
 
