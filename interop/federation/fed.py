@@ -148,6 +148,13 @@ direct_tls = ["{self.host}:5223"]
 listen = ["{self.host}:5269"]
 negotiation_timeout_secs = 20
 {ca_line}
+[upload]
+http_listen = "{self.host}:5281"
+[turn]
+listen = "{self.host}:3478"
+[proxy65]
+listen = "{self.host}:7777"
+
 [[tls.certificate]]
 cert = '{cert}'
 key = '{key}'

@@ -265,6 +265,7 @@ async fn hibernate(state: Arc<ServerState>, mut live: Live) {
             _ = tokio::time::sleep_until(deadline) => Wake::End,
             msg = live.rx.recv() => match msg {
                 Some(Outbound::Stanza(s)) => Wake::Stanza(s),
+                Some(Outbound::Shared(s)) => Wake::Stanza(s.to_stanza(&live.handle.jid)),
                 Some(Outbound::Close(..)) | None => Wake::End,
             },
             t = next_takeover(&mut live.sm) => Wake::Takeover(t),
@@ -908,7 +909,20 @@ impl Connection {
                                     self.emit(live, s);
                                 }
                             }
-                            Outbound::Shared(s) => s.write_to(&mut out, &jid),
+                            // Written straight from the shared bytes unless SM must keep it
+                            // for resending or CSI may hold it back.
+                            Outbound::Shared(s)
+                                if live.sm.is_none() && !live.csi.is_inactive() =>
+                            {
+                                s.write_to(&mut self.out, &live.handle.jid)
+                            }
+                            Outbound::Shared(s) => {
+                                let st = s.to_stanza(&live.handle.jid);
+                                let (flushed, now) = live.csi.filter(st);
+                                for s in flushed.into_iter().chain(now) {
+                                    self.emit(live, s);
+                                }
+                            }
                             Outbound::Close(e, text) => {
                                 if self.flush_out().await.is_err() {
                                     return End::Io;
