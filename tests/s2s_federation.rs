@@ -183,11 +183,12 @@ impl Node {
             "[server]\ndomains = [\"{domain}\"]\ndata_dir = '{}'\n\n\
              [c2s]\nstarttls = [\"127.0.0.1:0\"]\ndirect_tls = [\"127.0.0.1:0\"]\n\n\
              [s2s]\nlisten = [\"127.0.0.1:0\"]\nnameservers = [\"{}\"]\n{ca_line}{extra}\n\
-             [[tls.certificate]]\ncert = '{}'\nkey = '{}'\n\n[log]\nlevel = \"warn\"\n",
+             [[tls.certificate]]\ncert = '{}'\nkey = '{}'\n\n[log]\nlevel = \"warn\"\n{}",
             dir.path().display(),
             dns.addr,
             cert.display(),
-            key.display()
+            key.display(),
+            common::MEDIA_CONFIG
         );
         let config = Config::parse(&text, "test").expect("config");
         let server = tokio::time::timeout(Duration::from_secs(30), RunningServer::start(config))
