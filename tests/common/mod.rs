@@ -39,6 +39,8 @@ pub struct Options {
     pub registration: bool,
     /// `[c2s] sm_resume_timeout_secs` (XEP-0198).
     pub sm_resume_timeout_secs: Option<u64>,
+    /// `[c2s] fast_token_lifetime_secs` (XEP-0484).
+    pub fast_token_lifetime_secs: Option<u64>,
 }
 
 /// The configuration file a test server runs with.
@@ -59,6 +61,10 @@ pub fn config_text(data_dir: &Path, opts: &Options) -> String {
         opts.sm_resume_timeout_secs
             .map(|t| format!("sm_resume_timeout_secs = {t}\n"))
             .unwrap_or_default()
+            + &opts
+                .fast_token_lifetime_secs
+                .map(|t| format!("fast_token_lifetime_secs = {t}\n"))
+                .unwrap_or_default()
     );
     if let Some(n) = opts.max_stanza_size {
         t.push_str(&format!("\n[limits]\nmax_stanza_size = {n}\n"));
