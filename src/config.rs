@@ -94,6 +94,9 @@ pub struct C2sConfig {
     pub sm_resume_timeout_secs: u64,
     /// Most seconds a client may ask a session to be kept for resumption (`max`).
     pub sm_max_resume_timeout_secs: u64,
+    /// Lifetime in seconds of XEP-0484 FAST tokens (fast reconnection without the password);
+    /// 0 turns FAST off. Default 14 days.
+    pub fast_token_lifetime_secs: u64,
 }
 
 impl Default for C2sConfig {
@@ -105,6 +108,7 @@ impl Default for C2sConfig {
             negotiation_timeout_secs: 60,
             sm_resume_timeout_secs: 300,
             sm_max_resume_timeout_secs: 3600,
+            fast_token_lifetime_secs: 14 * 86_400,
         }
     }
 }

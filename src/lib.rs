@@ -24,7 +24,9 @@
 //!    [`c2s::serve`].
 //! 2. Negotiation: stream header, features, STARTTLS (the parser is reset and the socket
 //!    becomes TLS), SASL (parser reset again), resource binding; the [`session::SessionRegistry`]
-//!    now holds a handle (a bounded channel sender) for the full JID.
+//!    now holds a handle (a bounded channel sender) for the full JID. XEP-0388 SASL2 does
+//!    authentication, binding (XEP-0386) or resumption in one exchange without a restart
+//!    ([`c2s::sasl2`]).
 //! 3. The task loops on `select!` over socket reads, its outbound queue and shutdown.
 //! 4. An inbound stanza's `from` is checked and stamped; the modules' [`modules::hooks`] see
 //!    it (blocking, archive, carbons); presence goes to [`im::presence`], everything else to

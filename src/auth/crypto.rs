@@ -106,7 +106,7 @@ pub(crate) fn set_unknown_user_iterations(iterations: u32) {
     UNKNOWN_USER_ITERATIONS.store(iterations.max(1), Ordering::Relaxed);
 }
 
-fn unknown_user_secret() -> &'static [u8; 32] {
+pub(crate) fn unknown_user_secret() -> &'static [u8; 32] {
     UNKNOWN_USER_SECRET.get_or_init(|| {
         let mut secret = [0u8; 32];
         OsRng.fill_bytes(&mut secret);

@@ -31,6 +31,7 @@
 
 pub mod credentials;
 mod crypto;
+pub mod fast;
 pub mod plain;
 pub mod saslprep;
 pub mod scram;
@@ -263,12 +264,11 @@ impl SaslServer {
             match mech.scram_hash() {
                 Some(hash) => {
                     let server_supports_cb = offered.iter().any(|m| m.is_plus());
-                    Inner::Scram(scram::ScramServer::new(
-                        hash,
-                        mech.is_plus(),
-                        cb,
-                        server_supports_cb,
-                    ))
+                    let advertised = ssdp_input(offered, &cb.type_names());
+                    let mut scram =
+                        scram::ScramServer::new(hash, mech.is_plus(), cb, server_supports_cb);
+                    scram.set_downgrade_protection(Some(advertised));
+                    Inner::Scram(scram)
                 }
                 None => Inner::Plain(plain::PlainServer::new()),
             }
@@ -312,6 +312,14 @@ impl SaslServer {
         }
     }
 
+    /// Test hook: leave XEP-0474 `h=` out of server-first (for the RFC test vectors).
+    #[cfg(test)]
+    pub(crate) fn without_downgrade_protection(&mut self) {
+        if let Inner::Scram(s) = &mut self.inner {
+            s.set_downgrade_protection(None);
+        }
+    }
+
     /// Test hook: use this server nonce instead of a random one (SCRAM only).
     #[cfg(test)]
     pub(crate) fn set_test_server_nonce(&mut self, nonce: &str) {
@@ -319,6 +327,24 @@ impl SaslServer {
             s.set_test_server_nonce(nonce);
         }
     }
+}
+
+/// XEP-0474 (SASL SCRAM Downgrade Protection, §"Server Sends Downgrade Protection Hash"):
+/// the string whose hash the server sends as `h=` in SCRAM server-first. The advertised
+/// mechanism names sorted by octets and joined by U+001E; then, when channel-binding types
+/// were advertised (XEP-0440, `cb_types` not empty), U+001F and the sorted types joined by
+/// U+001E. Legacy SASL and SASL2 advertise the same mechanisms here, so one list serves both.
+pub fn ssdp_input(offered: &[Mechanism], cb_types: &[&str]) -> String {
+    let mut mechs: Vec<&str> = offered.iter().map(|m| m.name()).collect();
+    mechs.sort_unstable();
+    let mut s = mechs.join("\u{1e}");
+    if !cb_types.is_empty() {
+        let mut types = cb_types.to_vec();
+        types.sort_unstable();
+        s.push('\u{1f}');
+        s.push_str(&types.join("\u{1e}"));
+    }
+    s
 }
 
 /// Set the secret from which fake salts and keys for unknown users are derived, so that

@@ -28,6 +28,9 @@ pub struct ScramServer {
     /// Some `-PLUS` mechanism was offered on this connection (for the `y` flag check).
     server_supports_cb: bool,
     state: State,
+    /// XEP-0474: the advertised mechanisms and channel-binding types, as the string whose
+    /// hash goes into server-first as `h=`; `None` sends no `h=`.
+    downgrade_protection: Option<String>,
     #[cfg(test)]
     test_server_nonce: Option<String>,
 }
@@ -94,9 +97,16 @@ impl ScramServer {
             cb,
             server_supports_cb,
             state: State::Start,
+            downgrade_protection: None,
             #[cfg(test)]
             test_server_nonce: None,
         }
+    }
+
+    /// XEP-0474: add `h=` (the hash of `advertised`, see [`crate::auth::ssdp_input`]) to
+    /// server-first. `None` leaves it out.
+    pub fn set_downgrade_protection(&mut self, advertised: Option<String>) {
+        self.downgrade_protection = advertised;
     }
 
     #[cfg(test)]
@@ -188,12 +198,21 @@ impl ScramServer {
         let server_nonce = crypto::server_nonce();
 
         let nonce = format!("{}{}", first.client_nonce, server_nonce);
-        let server_first = format!(
+        let mut server_first = format!(
             "r={},s={},i={}",
             nonce,
             crypto::b64_encode(&keys.salt),
             keys.iterations
         );
+        if let Some(advertised) = &self.downgrade_protection {
+            // An optional attribute (RFC 5802 §5.1 extensions): part of AuthMessage, so the
+            // client proof and the server signature both cover it.
+            server_first.push_str(",h=");
+            server_first.push_str(&crypto::b64_encode(&crypto::h(
+                self.hash,
+                advertised.as_bytes(),
+            )));
+        }
         let auth_message_prefix = format!("{},{},", first.bare, server_first);
         self.state = State::AwaitClientFinal(Box::new(Pending {
             username: first.username,

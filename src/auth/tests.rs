@@ -265,6 +265,7 @@ fn rfc_vector(
     let lookup = |n: &str| (n == "user").then(|| stored.clone());
 
     let mut server = SaslServer::new(mech, ChannelBindings::default(), &[mech]);
+    server.without_downgrade_protection();
     server.set_test_server_nonce(server_nonce);
     assert_eq!(
         server.start(Some(client_first.as_bytes()), &lookup),
@@ -494,7 +495,11 @@ fn wrong_password_fails() {
 fn parse_server_first(data: &[u8]) -> (String, Vec<u8>, u32) {
     let text = std::str::from_utf8(data).unwrap();
     let attrs: Vec<&str> = text.split(',').collect();
-    assert_eq!(attrs.len(), 3, "{text}");
+    // r, s, i, and the XEP-0474 h= the server adds.
+    assert!(
+        attrs.len() == 3 || (attrs.len() == 4 && attrs[3].starts_with("h=")),
+        "{text}"
+    );
     (
         attrs[0].strip_prefix("r=").unwrap().to_owned(),
         STANDARD
@@ -1103,5 +1108,53 @@ fn mechanism_names() {
     assert_eq!(
         SaslFailure::TemporaryAuthFailure.condition(),
         "temporary-auth-failure"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// XEP-0474 SASL SCRAM Downgrade Protection.
+
+#[test]
+fn ssdp_input_matches_the_xep_example() {
+    // XEP-0474 §"Full Example": SHA-1 of
+    // 'SCRAM-SHA-1\x1eSCRAM-SHA-1-PLUS\x1ftls-exporter\x1etls-server-end-point'.
+    let s = super::ssdp_input(
+        &[Mechanism::ScramSha1Plus, Mechanism::ScramSha1],
+        &["tls-server-end-point", "tls-exporter"],
+    );
+    assert_eq!(
+        s,
+        "SCRAM-SHA-1\u{1e}SCRAM-SHA-1-PLUS\u{1f}tls-exporter\u{1e}tls-server-end-point"
+    );
+    assert_eq!(
+        crypto::b64_encode(&crypto::h(ScramHash::Sha1, s.as_bytes())),
+        "G6k/rBLDqgOhRRaCuuatSDFkJ08="
+    );
+    // Without XEP-0440 advertisement there is no separator at all.
+    assert_eq!(
+        super::ssdp_input(&[Mechanism::Plain, Mechanism::ScramSha256], &[]),
+        "PLAIN\u{1e}SCRAM-SHA-256"
+    );
+}
+
+#[test]
+fn server_first_carries_the_ssdp_hash_and_the_proof_covers_it() {
+    let users = Users::new();
+    let offered = [Mechanism::ScramSha256Plus, Mechanism::ScramSha256];
+    let cb = both_cb();
+    let mut server = SaslServer::new(Mechanism::ScramSha256, cb.clone(), &offered);
+    let lookup = |n: &str| users.lookup(n);
+    let SaslStep::Challenge(first) = server.start(Some(b"n,,n=alice,r=abcdef"), &lookup) else {
+        panic!("no challenge");
+    };
+    let first = String::from_utf8(first).unwrap();
+    let h = first
+        .split(',')
+        .find_map(|a| a.strip_prefix("h="))
+        .expect("h= in server-first");
+    let expected = super::ssdp_input(&offered, &cb.type_names());
+    assert_eq!(
+        h,
+        crypto::b64_encode(&crypto::h(ScramHash::Sha256, expected.as_bytes()))
     );
 }

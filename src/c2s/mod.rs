@@ -12,9 +12,14 @@
 //! XEP-0352). With resumption enabled, a broken socket does not end the session: the task
 //! keeps it ("hibernates") until the resumption timeout or until a new connection takes the
 //! `Live` session over (see [`sm`]).
+//!
+//! Besides legacy SASL and binding, the same negotiation accepts XEP-0388 SASL2 with Bind 2,
+//! inline stream management and FAST tokens ([`sasl2`]); both paths share the mechanisms,
+//! `bind_session`, `sm_enable`, `take_over` and `complete_resume`.
 
 mod conn;
 pub mod csi;
+pub mod sasl2;
 pub mod sm;
 mod throttle;
 
@@ -141,9 +146,10 @@ pub async fn serve(
             return;
         }
     };
+    // A SASL2 success (XEP-0388) with inline binding waits in `c.out` until here.
     let resumed = match resume_h {
-        Some(h) => c.complete_resume(&mut live, h).await,
-        None => Ok(()),
+        Some(r) => c.complete_resume(&mut live, r).await,
+        None => c.flush_out().await,
     };
     let end = match resumed {
         Ok(()) => c.session_loop(&mut live).await,
@@ -188,6 +194,16 @@ pub struct Live {
     /// Stream management, once the client enabled it.
     sm: Option<SmSession>,
     csi: csi::CsiState,
+}
+
+/// A resumption (XEP-0198) accepted during negotiation, to be completed by
+/// [`Connection::complete_resume`]: the client's `h`, and what surrounds `<resumed/>` (empty
+/// for legacy `<resume/>`; the SASL2 `<success>` around it and the stream features after it
+/// for an inline resumption).
+struct Resume {
+    h: u32,
+    before: String,
+    after: String,
 }
 
 /// The registry of resumable sessions ([`ServerState::sm`]).
@@ -426,7 +442,7 @@ impl Connection {
 
     /// Run negotiation up to a bound or resumed session; a resumed one comes with the `h` the
     /// client sent in `<resume/>`.
-    async fn negotiate(&mut self) -> Result<(Live, Option<u32>), End> {
+    async fn negotiate(&mut self) -> Result<(Live, Option<Resume>), End> {
         let config = self.state.config.clone();
         let mut account: Option<Jid> = None;
         let mut auth_failures = 0u32;
@@ -453,7 +469,8 @@ impl Connection {
                 if let Some(acct) = &account {
                     if el.ns == sm::NS {
                         if let Some((live, h)) = self.try_resume(acct, &el).await? {
-                            return Ok((live, Some(h)));
+                            let (before, after) = (String::new(), String::new());
+                            return Ok((live, Some(Resume { h, before, after })));
                         }
                         continue;
                     }
@@ -463,6 +480,11 @@ impl Connection {
                     continue;
                 }
                 if tls_needed {
+                    if el.is("authenticate", sasl2::NS) {
+                        self.write(&sasl2::failure_xml(SaslFailure::EncryptionRequired, None))
+                            .await?;
+                        continue;
+                    }
                     if el.is("auth", ns::SASL) {
                         self.write(&sasl_failure(SaslFailure::EncryptionRequired))
                             .await?;
@@ -489,6 +511,23 @@ impl Connection {
                                 ));
                             }
                         }
+                    }
+                    continue;
+                }
+                if el.is("authenticate", sasl2::NS) {
+                    match self.sasl2(&el, &offered).await? {
+                        sasl2::Outcome::Failed => {
+                            auth_failures += 1;
+                            if auth_failures >= MAX_AUTH_ATTEMPTS {
+                                return Err(End::Stream(
+                                    StreamError::PolicyViolation,
+                                    Some("too many failed authentication attempts".into()),
+                                ));
+                            }
+                        }
+                        sasl2::Outcome::Authenticated(jid) => account = Some(jid),
+                        sasl2::Outcome::Bound(live) => return Ok((*live, None)),
+                        sasl2::Outcome::Resumed(live, r) => return Ok((*live, Some(r))),
                     }
                     continue;
                 }
@@ -534,9 +573,11 @@ impl Connection {
             f.push_child(starttls);
             if !offered.is_empty() {
                 f.push_child(mechanisms_element(offered));
+                f.push_child(self.sasl2_feature(offered));
             }
         } else {
             f.push_child(mechanisms_element(offered));
+            f.push_child(self.sasl2_feature(offered));
             let types = self.cb.type_names();
             if !types.is_empty() {
                 let mut cb = Element::new("sasl-channel-binding", ns::CHANNEL_BINDING);
@@ -716,14 +757,28 @@ impl Connection {
             }
             _ => return Ok(None),
         }
+        match self.take_over(account, el).await {
+            Ok(taken) => Ok(Some(taken)),
+            Err(condition) => {
+                self.write(&sm::failed_xml(condition, None)).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Take the session named by `<resume previd h/>` over from its owner (live or
+    /// hibernating); on failure, the XEP-0198 `<failed/>` condition.
+    async fn take_over(
+        &mut self,
+        account: &Jid,
+        el: &Element,
+    ) -> Result<(Live, u32), &'static str> {
         let (Some(h), Some(previd)) = (sm::parse_h(el.attr("h")), el.attr("previd")) else {
-            self.write(&sm::failed_xml("bad-request", None)).await?;
-            return Ok(None);
+            return Err("bad-request");
         };
         let Some(tx) = self.state.sm.lookup(previd, account) else {
             tracing::debug!(peer = %self.peer, "resumption of an unknown session");
-            self.write(&sm::failed_xml("item-not-found", None)).await?;
-            return Ok(None);
+            return Err("item-not-found");
         };
         let (reply, answer) = oneshot::channel();
         let asked = tokio::time::timeout(Duration::from_secs(5), tx.send(sm::Takeover { reply }))
@@ -733,17 +788,15 @@ impl Connection {
         // the request when the session just ended.
         let live = if asked { answer.await.ok() } else { None };
         match live {
-            Some(live) => Ok(Some((*live, h))),
-            None => {
-                self.write(&sm::failed_xml("item-not-found", None)).await?;
-                Ok(None)
-            }
+            Some(live) => Ok((*live, h)),
+            None => Err("item-not-found"),
         }
     }
 
     /// Finish a resumption: acknowledge up to the client's `h`, answer `<resumed/>`, send the
     /// unacknowledged stanzas again, and whatever CSI held (a resumed stream starts active).
-    async fn complete_resume(&mut self, live: &mut Live, h: u32) -> Result<(), End> {
+    async fn complete_resume(&mut self, live: &mut Live, r: Resume) -> Result<(), End> {
+        let Resume { h, before, after } = r;
         let Some(sm) = live.sm.as_mut() else {
             return Err(End::Stream(StreamError::InternalServerError, None));
         };
@@ -753,12 +806,14 @@ impl Connection {
         sm.state.reset_request();
         let previd = sm.resume.as_ref().map(|r| r.id.clone()).unwrap_or_default();
         self.out.clear();
+        self.out.push_str(&before);
         self.out.push_str(&format!(
             "<resumed xmlns='{}' previd='{}' h='{}'/>",
             sm::NS,
             xml::escape(&previd),
             sm.state.inbound
         ));
+        self.out.push_str(&after);
         let resent = sm.state.unacked_len();
         for u in sm.state.unacked() {
             u.stanza.el().write_to(&mut self.out, ns::CLIENT);
@@ -835,18 +890,8 @@ impl Connection {
                 Err(_) => return Err(End::Stream(StreamError::InternalServerError, None)),
             },
         };
-        let (handle, rx) = SessionHandle::new(full.clone());
-        match self.state.sessions.bind(
-            handle.clone(),
-            self.state.config.limits.max_resources_per_account,
-        ) {
-            Ok(Some(old)) => {
-                old.close(
-                    StreamError::Conflict,
-                    Some("replaced by a new connection with the same resource"),
-                );
-            }
-            Ok(None) => {}
+        let live = match self.bind_session(full.clone()) {
+            Ok(live) => live,
             Err(BindError::TooManyResources) => {
                 let reply = StanzaError::resource_constraint()
                     .with_text("too many resources bound for this account")
@@ -854,7 +899,7 @@ impl Connection {
                 self.write(&reply.el().to_stream_string(ns::CLIENT)).await?;
                 return Ok(None);
             }
-        }
+        };
         let result = Element::new("iq", ns::CLIENT)
             .with_attr("type", "result")
             .with_attr("id", stanza.id().unwrap_or(""))
@@ -863,13 +908,30 @@ impl Connection {
                     .with_child(Element::new("jid", ns::BIND).with_text(full.to_string())),
             );
         if let Err(e) = self.write(&result.to_stream_string(ns::CLIENT)).await {
-            if let Some(last) = self.state.sessions.unbind(&full, handle.id) {
+            if let Some(last) = self.state.sessions.unbind(&full, live.handle.id) {
                 presence::on_session_closed(&self.state, last);
             }
             return Err(e);
         }
         tracing::info!(peer = %self.peer, jid = %full, tls = ?self.conn.tls().and_then(|t| t.protocol_version()), "session bound");
-        Ok(Some(Live::new(handle, rx)))
+        Ok(Some(live))
+    }
+
+    /// Bind a full JID to a new session (RFC 6120 §7 and XEP-0386 alike); a session already
+    /// bound to that resource is closed with `<conflict/>`.
+    fn bind_session(&self, full: Jid) -> Result<Live, BindError> {
+        let (handle, rx) = SessionHandle::new(full);
+        let old = self.state.sessions.bind(
+            handle.clone(),
+            self.state.config.limits.max_resources_per_account,
+        )?;
+        if let Some(old) = old {
+            old.close(
+                StreamError::Conflict,
+                Some("replaced by a new connection with the same resource"),
+            );
+        }
+        Ok(Live::new(handle, rx))
     }
 
     /// The established session: stanzas in, queued stanzas out, until something ends it.
@@ -1041,33 +1103,8 @@ impl Connection {
                         Some("stream management is already enabled".into()),
                     ));
                 }
-                let c2s = &self.state.config.c2s;
-                let resume = if sm::parse_bool(el.attr("resume")) {
-                    let secs = sm::resume_timeout(
-                        el.attr("max"),
-                        c2s.sm_resume_timeout_secs,
-                        c2s.sm_max_resume_timeout_secs,
-                    );
-                    let (id, takeover) = self.state.sm.register(live.handle.jid.clone());
-                    self.out.push_str(&format!(
-                        "<enabled xmlns='{}' id='{}' resume='true' max='{secs}'/>",
-                        sm::NS,
-                        xml::escape(&id)
-                    ));
-                    Some(Resumable {
-                        id,
-                        takeover,
-                        timeout: Duration::from_secs(secs),
-                    })
-                } else {
-                    self.out.push_str(&format!("<enabled xmlns='{}'/>", sm::NS));
-                    None
-                };
-                tracing::debug!(jid = %live.handle.jid, resumable = resume.is_some(), "stream management enabled");
-                live.sm = Some(SmSession {
-                    state: sm::SmState::new(),
-                    resume,
-                });
+                let enabled = self.sm_enable(live, &el);
+                self.out.push_str(&enabled);
                 Ok(())
             }
             "resume" => {
@@ -1082,6 +1119,39 @@ impl Connection {
                 Some(format!("<{other}/> in {} is not understood", sm::NS)),
             )),
         }
+    }
+
+    /// Enable stream management on a session that has none (`<enable/>`, legacy or inline in
+    /// XEP-0386 Bind 2); returns the `<enabled/>` answer.
+    fn sm_enable(&self, live: &mut Live, el: &Element) -> String {
+        let c2s = &self.state.config.c2s;
+        let (answer, resume) = if sm::parse_bool(el.attr("resume")) {
+            let secs = sm::resume_timeout(
+                el.attr("max"),
+                c2s.sm_resume_timeout_secs,
+                c2s.sm_max_resume_timeout_secs,
+            );
+            let (id, takeover) = self.state.sm.register(live.handle.jid.clone());
+            let answer = format!(
+                "<enabled xmlns='{}' id='{}' resume='true' max='{secs}'/>",
+                sm::NS,
+                xml::escape(&id)
+            );
+            let resumable = Resumable {
+                id,
+                takeover,
+                timeout: Duration::from_secs(secs),
+            };
+            (answer, Some(resumable))
+        } else {
+            (format!("<enabled xmlns='{}'/>", sm::NS), None)
+        };
+        tracing::debug!(jid = %live.handle.jid, resumable = resume.is_some(), "stream management enabled");
+        live.sm = Some(SmSession {
+            state: sm::SmState::new(),
+            resume,
+        });
+        answer
     }
 
     /// One element from a bound client: a nonza (XEP-0198, XEP-0352) or a stanza. A stanza

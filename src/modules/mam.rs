@@ -60,6 +60,25 @@ pub const MAX_PAGE: usize = 250;
 /// How often retention runs at most.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
+/// `<metadata xmlns='urn:xmpp:mam:2'>` with the first and last archived message of an
+/// account (also sent in XEP-0386 `<bound/>`).
+pub fn archive_metadata(
+    storage: &dyn crate::storage::Storage,
+    account: &str,
+) -> crate::storage::Result<Element> {
+    let mut md = Element::new("metadata", NS);
+    if let Some((first, last)) = storage.archive_bounds(account)? {
+        for (name, m) in [("start", first), ("end", last)] {
+            md.push_child(
+                Element::new(name, NS)
+                    .with_attr("id", format_id(m.id))
+                    .with_attr("timestamp", format_stamp(m.id)),
+            );
+        }
+    }
+    Ok(md)
+}
+
 pub struct MamModule {
     default: ArchiveDefault,
     retention: Option<Duration>,
@@ -294,20 +313,8 @@ impl MamModule {
     }
 
     fn handle_metadata(&self, ctx: &ModuleContext, req: &IqRequest<'_>) -> IqResult {
-        let bounds = ctx
-            .storage
-            .archive_bounds(&req.from.bare_string())
+        let md = archive_metadata(&*ctx.storage, &req.from.bare_string())
             .map_err(|e| storage_failed("mam", e))?;
-        let mut md = Element::new("metadata", NS);
-        if let Some((first, last)) = bounds {
-            for (name, m) in [("start", first), ("end", last)] {
-                md.push_child(
-                    Element::new(name, NS)
-                        .with_attr("id", format_id(m.id))
-                        .with_attr("timestamp", format_stamp(m.id)),
-                );
-            }
-        }
         Ok(Some(md))
     }
 

@@ -41,6 +41,8 @@ pub struct Options {
     pub sm_resume_timeout_secs: Option<u64>,
     /// The `[upload]`, `[turn]` and `[proxy65]` sections; `None`: [`MEDIA_CONFIG`].
     pub media_config: Option<String>,
+    /// `[c2s] fast_token_lifetime_secs` (XEP-0484).
+    pub fast_token_lifetime_secs: Option<u64>,
 }
 
 /// Upload, TURN and proxy65 on loopback ports chosen by the system.
@@ -66,6 +68,10 @@ pub fn config_text(data_dir: &Path, opts: &Options) -> String {
         opts.sm_resume_timeout_secs
             .map(|t| format!("sm_resume_timeout_secs = {t}\n"))
             .unwrap_or_default()
+            + &opts
+                .fast_token_lifetime_secs
+                .map(|t| format!("fast_token_lifetime_secs = {t}\n"))
+                .unwrap_or_default()
     );
     if let Some(n) = opts.max_stanza_size {
         t.push_str(&format!("\n[limits]\nmax_stanza_size = {n}\n"));

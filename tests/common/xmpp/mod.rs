@@ -6,6 +6,7 @@
 pub mod checks;
 pub mod client;
 pub mod raw;
+pub mod sasl2;
 pub mod scram;
 pub mod sm;
 pub mod tls;

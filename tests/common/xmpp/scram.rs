@@ -105,6 +105,8 @@ pub struct ScramClient {
     pub iterations: Option<u32>,
     /// The salt the server sent.
     pub salt: Option<Vec<u8>>,
+    /// The server-first-message as received (for XEP-0474 checks).
+    pub server_first: Option<String>,
 }
 
 /// `saslname` escaping of RFC 5802 §5.1.
@@ -138,6 +140,7 @@ impl ScramClient {
             server_signature: None,
             iterations: None,
             salt: None,
+            server_first: None,
         }
     }
 
@@ -190,6 +193,7 @@ impl ScramClient {
         }
         self.iterations = Some(iterations);
         self.salt = Some(salt.clone());
+        self.server_first = Some(server_first.to_string());
 
         let mut cbind_input = self.cb.gs2_header().into_bytes();
         if let ChannelBinding::Bound { data, .. } = &self.cb {
