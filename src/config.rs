@@ -20,6 +20,8 @@ pub struct Config {
     pub registration: RegistrationConfig,
     /// `[mam]`: the message archive (XEP-0313).
     pub mam: MamConfig,
+    /// `[push]`: push notifications (XEP-0357).
+    pub push: crate::modules::push::PushConfig,
     pub log: LogConfig,
 }
 

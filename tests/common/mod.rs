@@ -39,6 +39,8 @@ pub struct Options {
     pub registration: bool,
     /// `[c2s] sm_resume_timeout_secs` (XEP-0198).
     pub sm_resume_timeout_secs: Option<u64>,
+    /// More TOML appended to the file (whole sections, e.g. `[push]`; Oriole only).
+    pub extra_config: Option<String>,
 }
 
 /// The configuration file a test server runs with.
@@ -65,6 +67,10 @@ pub fn config_text(data_dir: &Path, opts: &Options) -> String {
     }
     if opts.registration {
         t.push_str("\n[registration]\nallow = true\n");
+    }
+    if let Some(extra) = &opts.extra_config {
+        t.push('\n');
+        t.push_str(extra);
     }
     t
 }
