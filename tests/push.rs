@@ -352,3 +352,42 @@ async fn registrations_survive_a_restart() {
     })
     .await
 }
+
+/// An app server on a domain this server cannot reach yet (federation is issue 3): the
+/// publish bounces with `remote-server-not-found` straight back into the module while it is
+/// notifying. That is a transient error: nothing hangs, the other registration keeps
+/// working message after message, and the sender sees no error.
+#[tokio::test]
+async fn unreachable_app_server_is_a_transient_error() {
+    bounded(async {
+        let s = TestServer::start_with(no_rate_limit()).await;
+        let (mut a, mut b, mut app) = setup(&s).await;
+        a.iq_ok(
+            "set",
+            None,
+            &format!("<enable xmlns='{NS_PUSH}' jid='push.remote.example' node='far'/>"),
+        )
+        .await
+        .unwrap();
+        enable(&mut a, "near").await;
+        close_and_wait(a, &mut b).await;
+        for i in 1..=2 {
+            send_chat(&mut b, &bare("alice"), &format!("u{i}"), "hi").await;
+            let iq = expect_publish(&mut app).await;
+            assert_eq!(node_of(&iq).as_deref(), Some("near"));
+            assert_eq!(
+                field(&iq, "message-count").as_deref(),
+                Some(&*i.to_string())
+            );
+            answer(&mut app, &iq, None).await;
+        }
+        // bob is not bounced anything: the error went to the server, not to him.
+        b.ping_server().await.unwrap();
+        assert!(
+            !b.pending.iter().any(|e| e.attr("type") == Some("error")),
+            "{:?}",
+            b.pending
+        );
+    })
+    .await
+}
