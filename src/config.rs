@@ -22,6 +22,8 @@ pub struct Config {
     pub mam: MamConfig,
     /// `[muc]`: Multi-User Chat (XEP-0045) at `<subdomain>.<domain>`.
     pub muc: MucConfig,
+    /// `[push]`: push notifications (XEP-0357).
+    pub push: crate::modules::push::PushConfig,
     pub log: LogConfig,
     /// HTTP File Upload (XEP-0363) at `upload.<domain>`.
     pub upload: UploadConfig,

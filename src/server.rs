@@ -100,6 +100,14 @@ impl ModuleRegistry {
         }
     }
 
+    /// Tell every module about messages waiting for a hibernating session (XEP-0198); see
+    /// [`Module::on_detached_messages`].
+    pub fn detached_messages(&self, session: &Jid, messages: &[&Stanza], started: bool) {
+        for m in &self.modules {
+            m.on_detached_messages(&self.ctx, session, messages, started);
+        }
+    }
+
     /// Tell every module about an event, in dispatch order.
     pub fn emit(&self, event: &ModuleEvent<'_>) {
         for m in &self.modules {

@@ -146,6 +146,7 @@ fn xep_of_feature(feature: &str) -> Option<&'static str> {
         "urn:xmpp:blocking" => "0191",
         "urn:xmpp:mam:2" | "urn:xmpp:mam:1" | "urn:xmpp:mam:2#extended" => "0313",
         "urn:xmpp:sid:0" => "0359",
+        "urn:xmpp:push:0" => "0357",
         f if f.starts_with("http://jabber.org/protocol/pubsub#") => "0060",
         "urn:xmpp:bookmarks:1#compat" | "urn:xmpp:bookmarks:1#compat-pep" => "0402",
         "urn:xmpp:bookmarks-conversion:0" => "0411",

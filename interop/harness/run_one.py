@@ -137,6 +137,7 @@ def main() -> int:
         # (every scenario starts its own server), so it always runs.
         registration = getattr(mod, "REGISTRATION", False) or args.enable_register
         target = TARGETS[args.target](work, registration=registration)
+        target.extra_modules = tuple(getattr(mod, "PROSODY_MODULES", ()))
         ctx = Ctx(target, work, name, {"register": registration})
         target.prepare()
         for user in getattr(mod, "USERS", []):

@@ -89,6 +89,8 @@ class Target:
         self.log_path = self.stdout_path  # what error messages quote from
         (work / "pids").mkdir(parents=True, exist_ok=True)
         self.exit_codes: list[int] = []
+        # Prosody community modules a scenario needs (its PROSODY_MODULES); Oriole ignores it.
+        self.extra_modules: tuple[str, ...] = ()
 
     # --- to be provided by subclasses -------------------------------------------------
     def command(self) -> list[str]:
@@ -362,6 +364,7 @@ class ProsodyTarget(Target):
         ]
         if self.registration:
             modules.append("register")
+        modules.extend(self.extra_modules)
         mods = ", ".join(f'"{m}"' for m in modules)
         self.config.write_text(f"""-- written by interop/harness/target.py
 data_path = "{self.dir}/data"

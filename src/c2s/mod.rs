@@ -274,6 +274,17 @@ async fn hibernate(state: Arc<ServerState>, mut live: Live) {
         return;
     };
     tracing::info!(jid = %live.handle.jid, timeout_secs = timeout.as_secs(), "session hibernating");
+    if let Some(sm) = live.sm.as_ref() {
+        let unacked: Vec<&Stanza> = sm
+            .state
+            .unacked()
+            .map(|u| &u.stanza)
+            .filter(|s| s.kind() == StanzaKind::Message)
+            .collect();
+        state
+            .modules
+            .detached_messages(&live.handle.jid, &unacked, true);
+    }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let wake = tokio::select! {
@@ -289,6 +300,11 @@ async fn hibernate(state: Arc<ServerState>, mut live: Live) {
         match wake {
             Wake::End => break,
             Wake::Stanza(s) => {
+                if s.kind() == StanzaKind::Message {
+                    state
+                        .modules
+                        .detached_messages(&live.handle.jid, &[&s], false);
+                }
                 let (flushed, now) = live.csi.filter(s);
                 let Some(sm) = live.sm.as_mut() else { break };
                 for s in flushed.into_iter().chain(now) {

@@ -8,6 +8,7 @@
 //! | [`Direction::Sent`] | `c2s` `handle_element`, once per stanza a bound client sends | `from` stamped with the session's full JID; `to` as the client wrote it | blocking (refuse stanzas to blocked JIDs with `<not-acceptable/>` + `<blocked/>`), MAM (archive outgoing messages, strip forged `stanza-id`s), carbons (`<sent/>` copies) |
 //! | [`Direction::Inbound`] | `router::route`, once per stanza addressed to a local account (bare or full), after the account was found to exist | `to` is that account | blocking (drop or refuse stanzas from blocked JIDs, and presence from a local user who blocked the recipient), MAM (archive incoming messages, add `<stanza-id by='user@domain'/>`) |
 //! | [`Module::on_message_delivered`] | `router` bare and full delivery, after the RFC 6121 §8.5 targets were chosen | final | carbons (`<received/>` copies to the carbons-enabled resources that did not get the original) |
+//! | [`Module::on_detached_messages`] | `c2s` `hibernate`: when a XEP-0198 session whose connection is gone starts waiting for resumption (its unacknowledged messages), then for each message queued for it | final | push (XEP-0357 notifications) |
 //!
 //! Modules run in [`super::register_all`] order; the first that returns [`Flow::Stop`] ends
 //! the stanza's journey (it has answered or dropped it itself). Blocking is registered before

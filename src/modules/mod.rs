@@ -13,6 +13,7 @@ pub mod mam;
 pub mod pep;
 pub mod ping;
 pub mod private;
+pub mod push;
 pub mod register;
 pub mod services;
 #[cfg(test)]
@@ -169,6 +170,18 @@ pub trait Module: Send + Sync {
     }
     /// React to an event (presence, IQ responses, data other modules stored).
     fn on_event(&self, _ctx: &ModuleContext, _event: &ModuleEvent<'_>) {}
+    /// Messages wait for `session`, whose connection is gone while the session is kept for
+    /// XEP-0198 resumption ("hibernating"): with `started`, the messages it had not
+    /// acknowledged when it began to hibernate (possibly none); then each message queued for
+    /// it while it waits. Used by push notifications (XEP-0357).
+    fn on_detached_messages(
+        &self,
+        _ctx: &ModuleContext,
+        _session: &Jid,
+        _messages: &[&Stanza],
+        _started: bool,
+    ) {
+    }
 }
 
 /// Every module the server runs, in dispatch order.

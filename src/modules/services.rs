@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::modules::{
-    disco::DiscoModule, pep::PepModule, ping::PingModule, private::PrivateModule,
+    disco::DiscoModule, pep::PepModule, ping::PingModule, private::PrivateModule, push::PushModule,
     register::RegisterModule, time::TimeModule, vcard::VcardModule, version::VersionModule, Module,
 };
 use crate::proto::StanzaError;
@@ -13,7 +13,7 @@ use crate::xml::Element;
 
 /// The service modules for this configuration.
 pub fn all(config: &Config) -> Vec<Box<dyn Module>> {
-    vec![
+    let mut modules: Vec<Box<dyn Module>> = vec![
         Box::new(DiscoModule),
         Box::new(PingModule),
         Box::new(VersionModule),
@@ -24,7 +24,11 @@ pub fn all(config: &Config) -> Vec<Box<dyn Module>> {
         Box::new(RegisterModule {
             allow: config.registration.allow,
         }),
-    ]
+    ];
+    if config.push.enabled {
+        modules.push(Box::new(PushModule::new(&config.push)));
+    }
+    modules
 }
 
 /// A storage failure becomes `internal-server-error`; the detail goes to the log, not to the

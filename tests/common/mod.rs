@@ -43,6 +43,8 @@ pub struct Options {
     pub media_config: Option<String>,
     /// `[c2s] fast_token_lifetime_secs` (XEP-0484).
     pub fast_token_lifetime_secs: Option<u64>,
+    /// More TOML appended to the file (whole sections, e.g. `[push]`; Oriole only).
+    pub extra_config: Option<String>,
 }
 
 /// Upload, TURN and proxy65 on loopback ports chosen by the system.
@@ -80,6 +82,10 @@ pub fn config_text(data_dir: &Path, opts: &Options) -> String {
         t.push_str("\n[registration]\nallow = true\n");
     }
     t.push_str(opts.media_config.as_deref().unwrap_or(MEDIA_CONFIG));
+    if let Some(extra) = &opts.extra_config {
+        t.push('\n');
+        t.push_str(extra);
+    }
     t
 }
 
