@@ -106,8 +106,8 @@ fn route_to_full(state: &Arc<ServerState>, stanza: Stanza, to: Jid) {
         route_to_bare(state, stanza, to.to_bare());
         return;
     }
-    let stanza = match state.sessions.get(&to) {
-        Some(session) => {
+    let stanza = match state.sessions.handle(&to) {
+        Some(handle) => {
             // Presence to a full JID that is not available is still delivered: directed
             // presence reaches connected resources (RFC 6121 §8.5.3.1).
             if stanza.kind() == StanzaKind::Message {
@@ -115,7 +115,7 @@ fn route_to_full(state: &Arc<ServerState>, stanza: Stanza, to: Jid) {
                     .modules
                     .message_delivered(&to.to_bare(), &stanza, std::slice::from_ref(&to));
             }
-            match session.handle.send(stanza) {
+            match handle.send(stanza) {
                 Ok(()) => return,
                 Err(s) => s,
             }

@@ -143,9 +143,11 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// Whether an account exists (bare JID `user@domain` on a hosted domain).
+    /// Whether an account exists (bare JID `user@domain` on a hosted domain): a key lookup,
+    /// asked for every stanza to a local account. Storage is asked even when the account has
+    /// bound sessions: a deleted account's sessions are closed only after the deletion.
     pub fn account_exists(&self, bare: &Jid) -> crate::storage::Result<bool> {
-        Ok(self.storage.get_credentials(&bare.bare_string())?.is_some())
+        self.storage.account_exists(&bare.bare_string())
     }
 
     /// Whether `domain` is served here: a hosted domain or an internal component's domain
@@ -156,8 +158,8 @@ impl ServerState {
 
     /// Queue a stanza for one bound session; dropped when it is gone.
     pub fn deliver_to_full(&self, full: &Jid, stanza: Stanza) {
-        if let Some(s) = self.sessions.get(full) {
-            let _ = s.handle.send(stanza);
+        if let Some(h) = self.sessions.handle(full) {
+            let _ = h.send(stanza);
         }
     }
 
@@ -293,8 +295,8 @@ impl ServerApi for ModuleServerApi {
         let Some(state) = self.0.upgrade() else {
             return false;
         };
-        match state.sessions.get(full) {
-            Some(s) => s.handle.send(stanza).is_ok(),
+        match state.sessions.handle(full) {
+            Some(h) => h.send(stanza).is_ok(),
             None => false,
         }
     }
@@ -302,13 +304,7 @@ impl ServerApi for ModuleServerApi {
     fn session_flags(&self, bare: &Jid) -> Vec<(Jid, crate::session::SessionFlags)> {
         self.0
             .upgrade()
-            .map(|s| {
-                s.sessions
-                    .resources(bare)
-                    .into_iter()
-                    .map(|r| (r.handle.jid, r.flags))
-                    .collect()
-            })
+            .map(|s| s.sessions.flags(bare))
             .unwrap_or_default()
     }
 

@@ -24,7 +24,9 @@ pub const SESSION_QUEUE: usize = 4096;
 /// What other tasks ask a connection task to do.
 #[derive(Debug)]
 pub enum Outbound {
-    Stanza(Stanza),
+    /// Boxed: the queue's first block (32 slots) is allocated for every session, idle or not,
+    /// so a small slot keeps idle sessions small.
+    Stanza(Box<Stanza>),
     /// Close the stream with this error (conflict, system-shutdown, …).
     Close(StreamError, Option<String>),
     /// A stanza serialised once for many recipients; written with this session's JID as `to`.
@@ -58,16 +60,16 @@ impl SessionHandle {
     /// Queue a stanza; on a closed or full queue the stanza comes back. A full queue also
     /// asks the session to close (the client stopped reading).
     pub fn send(&self, stanza: Stanza) -> Result<(), Stanza> {
-        match self.tx.try_send(Outbound::Stanza(stanza)) {
+        match self.tx.try_send(Outbound::Stanza(Box::new(stanza))) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(Outbound::Stanza(s))) => Err(s),
+            Err(mpsc::error::TrySendError::Closed(Outbound::Stanza(s))) => Err(*s),
             Err(mpsc::error::TrySendError::Full(Outbound::Stanza(s))) => {
                 tracing::warn!(jid = %self.jid, "outbound queue full; closing the session");
                 self.close(
                     StreamError::PolicyViolation,
                     Some("too many stanzas waiting: the client is not reading"),
                 );
-                Err(s)
+                Err(*s)
             }
             Err(_) => Ok(()),
         }
@@ -208,12 +210,25 @@ impl SessionRegistry {
         map.get(&full.to_bare())?.get(full.resource()?).cloned()
     }
 
-    /// The send handle of one full JID (cheaper than [`SessionRegistry::get`]).
+    /// The send handle of one full JID (cheaper than [`SessionRegistry::get`]: the message
+    /// path needs nothing else).
     pub fn handle(&self, full: &Jid) -> Option<SessionHandle> {
         let map = self.lock();
         map.get(&full.to_bare())?
             .get(full.resource()?)
             .map(|s| s.handle.clone())
+    }
+
+    /// The full JID and module flags of every bound resource of an account.
+    pub fn flags(&self, bare: &Jid) -> Vec<(Jid, SessionFlags)> {
+        let map = self.lock();
+        map.get(&bare.to_bare())
+            .map(|r| {
+                r.values()
+                    .map(|s| (s.handle.jid.clone(), s.flags))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Every bound resource of an account.

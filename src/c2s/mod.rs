@@ -48,7 +48,8 @@ use crate::xml::parser::{Limits, StreamEvent, StreamParser, XmlError};
 use crate::xml::{self, Element};
 use conn::Conn;
 
-/// Read buffer size per connection.
+/// Read buffer size of a plain (not yet TLS) connection. TLS connections have none: the
+/// parser reads rustls's plaintext buffer directly (see [`read_into_parser`]).
 const READ_CHUNK: usize = 4096;
 /// SASL failures allowed on one connection before it is closed.
 const MAX_AUTH_ATTEMPTS: u32 = 5;
@@ -107,9 +108,9 @@ pub async fn serve(
         peer,
         header_sent: false,
         domain: String::new(),
-        read_buf: vec![0u8; READ_CHUNK],
+        read_buf: Vec::new(),
         cb: ChannelBindings::default(),
-        out: String::with_capacity(1024),
+        out: String::new(),
     };
     // A client that starts TLS on the STARTTLS port (some try XEP-0368 first) is served
     // Direct TLS instead of a not-well-formed error: a TLS handshake record starts with 0x16,
@@ -132,7 +133,9 @@ pub async fn serve(
         }
     }
     let deadline = Duration::from_secs(c.state.config.c2s.negotiation_timeout_secs);
-    let negotiated = match tokio::time::timeout(deadline, c.negotiate()).await {
+    // Boxed: negotiation's state (TLS handshake, SASL) is large and short-lived; inline, it
+    // would size this task's future for the session's whole life.
+    let negotiated = match tokio::time::timeout(deadline, Box::pin(c.negotiate())).await {
         Ok(r) => r,
         Err(_) => Err(End::Stream(
             StreamError::ConnectionTimeout,
@@ -291,7 +294,7 @@ async fn hibernate(state: Arc<ServerState>, mut live: Live) {
             _ = state.shutdown.cancelled() => Wake::End,
             _ = tokio::time::sleep_until(deadline) => Wake::End,
             msg = live.rx.recv() => match msg {
-                Some(Outbound::Stanza(s)) => Wake::Stanza(s),
+                Some(Outbound::Stanza(s)) => Wake::Stanza(*s),
                 Some(Outbound::Shared(s)) => Wake::Stanza(s.to_stanza(&live.handle.jid)),
                 Some(Outbound::Close(..)) | None => Wake::End,
             },
@@ -357,6 +360,7 @@ struct Connection {
     header_sent: bool,
     /// The hosted domain this stream is for (from the header's `to`).
     domain: String,
+    /// Allocated on the first plain read, released at STARTTLS.
     read_buf: Vec<u8>,
     cb: ChannelBindings,
     /// Output of the session loop waiting to be written (stanzas and nonzas, in order).
@@ -378,15 +382,7 @@ impl Connection {
             if let Some(ev) = self.parser.next_event()? {
                 return Ok(ev);
             }
-            let n = self
-                .conn
-                .read(&mut self.read_buf)
-                .await
-                .map_err(|_| End::Io)?;
-            if n == 0 {
-                return Err(End::Io);
-            }
-            self.parser.feed(&self.read_buf[..n])?;
+            read_into_parser(&mut self.conn, &mut self.read_buf, &mut self.parser).await?;
         }
     }
 
@@ -623,6 +619,7 @@ impl Connection {
     /// after `<starttls/>` and before the handshake are never parsed.
     async fn upgrade_tls(&mut self, direct: bool) -> std::io::Result<()> {
         self.parser.reset();
+        self.read_buf = Vec::new();
         let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Upgrading) else {
             return Err(std::io::Error::other("already TLS"));
         };
@@ -854,11 +851,9 @@ impl Connection {
         if self.out.is_empty() {
             return Ok(());
         }
+        // Not kept for the next burst: an idle session holds no output buffer.
         let data = std::mem::take(&mut self.out);
-        let r = self.write(&data).await;
-        self.out = data;
-        self.out.clear();
-        r
+        self.write(&data).await
     }
 
     /// Handle an element after authentication and before binding.
@@ -982,7 +977,7 @@ impl Connection {
                     while let Some(m) = msg.take() {
                         match m {
                             Outbound::Stanza(s) => {
-                                let (flushed, now) = live.csi.filter(s);
+                                let (flushed, now) = live.csi.filter(*s);
                                 for s in flushed.into_iter().chain(now) {
                                     self.emit(live, s);
                                 }
@@ -1020,13 +1015,9 @@ impl Connection {
                         return e;
                     }
                 }
-                r = self.conn.read(&mut self.read_buf) => {
-                    let n = match r {
-                        Ok(0) | Err(_) => return End::Io,
-                        Ok(n) => n,
-                    };
-                    if let Err(e) = self.parser.feed(&self.read_buf[..n]) {
-                        return e.into();
+                r = read_into_parser(&mut self.conn, &mut self.read_buf, &mut self.parser) => {
+                    if let Err(e) = r {
+                        return e;
                     }
                     loop {
                         match self.parser.next_event() {
@@ -1307,12 +1298,42 @@ impl Connection {
     }
 }
 
+/// Read what the peer sent and feed it to the parser. Over TLS the parser reads rustls's
+/// plaintext buffer in place, so a connection waiting for data holds no read buffer of its
+/// own (most sessions are idle most of the time); a plain connection reads through `buf`.
+/// Cancellation-safe: bytes are consumed in the same poll that feeds them.
+async fn read_into_parser(
+    conn: &mut Conn,
+    buf: &mut Vec<u8>,
+    parser: &mut StreamParser,
+) -> Result<(), End> {
+    use tokio::io::AsyncBufReadExt;
+    if let Conn::Tls(tls) = conn {
+        let data = tls.fill_buf().await.map_err(|_| End::Io)?;
+        let n = data.len();
+        if n == 0 {
+            return Err(End::Io);
+        }
+        let fed = parser.feed(data);
+        tls.consume(n);
+        return fed.map_err(End::from);
+    }
+    if buf.is_empty() {
+        buf.resize(READ_CHUNK, 0);
+    }
+    let n = conn.read(buf).await.map_err(|_| End::Io)?;
+    if n == 0 {
+        return Err(End::Io);
+    }
+    parser.feed(&buf[..n]).map_err(End::from)
+}
+
 /// Re-route what a closed session never wrote (see [`reroute`]).
 fn requeue(state: &Arc<ServerState>, mut rx: mpsc::Receiver<Outbound>) {
     rx.close();
     while let Ok(msg) = rx.try_recv() {
         if let Outbound::Stanza(s) = msg {
-            reroute(state, s, None);
+            reroute(state, *s, None);
         }
     }
 }

@@ -83,11 +83,20 @@ fn copy_to_others(
     stanza: &Stanza,
     exclude: &[Jid],
 ) {
-    for (jid, flags) in ctx.server.session_flags(account) {
-        if flags.carbons && !exclude.contains(&jid) {
-            ctx.server
-                .send_to_session(&jid, wrap(kind, account, &jid, stanza));
-        }
+    let targets: Vec<Jid> = ctx
+        .server
+        .session_flags(account)
+        .into_iter()
+        .filter(|(jid, flags)| flags.carbons && !exclude.contains(jid))
+        .map(|(jid, _)| jid)
+        .collect();
+    // Checked after the cheap test above: most accounts have no other carbons session.
+    if targets.is_empty() || same_account(stanza) {
+        return;
+    }
+    for jid in targets {
+        ctx.server
+            .send_to_session(&jid, wrap(kind, account, &jid, stanza));
     }
 }
 
@@ -132,11 +141,7 @@ impl Module for CarbonsModule {
     }
 
     fn on_stanza(&self, ctx: &ModuleContext, at: HookPoint<'_>, stanza: &mut Stanza) -> Flow {
-        if at.dir == Direction::Sent
-            && stanza.kind() == StanzaKind::Message
-            && !same_account(stanza)
-            && eligible(stanza)
-        {
+        if at.dir == Direction::Sent && stanza.kind() == StanzaKind::Message && eligible(stanza) {
             if let Some(session) = at.session {
                 copy_to_others(
                     ctx,
@@ -157,7 +162,7 @@ impl Module for CarbonsModule {
         stanza: &Stanza,
         delivered_to: &[Jid],
     ) {
-        if !same_account(stanza) && eligible(stanza) {
+        if eligible(stanza) {
             copy_to_others(ctx, "received", account, stanza, delivered_to);
         }
     }

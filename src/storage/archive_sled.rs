@@ -7,10 +7,13 @@
 //! - `archive_with`: `account 0 bare_with 0 id` → empty; the counterpart index, so a `with`
 //!   query walks only that contact's messages.
 //!
-//! Appends hold a lock so the "last id + 1" bump of one account cannot race; both trees are
-//! written in one transaction.
+//! Appends hold a lock so the "last id + 1" bump of one account cannot race; an account's last
+//! id is read from the tree once and then kept in memory (only appends add ids, so the cached
+//! value never falls behind the tree). The index entry is written before the message, without
+//! a transaction (a multi-tree transaction cost more than both inserts): sled's log keeps
+//! write order, so a crash between the two leaves at most an index entry without a message,
+//! which queries skip.
 
-use sled::transaction::{ConflictableTransactionError, Transactional};
 use sled::{Batch, IVec};
 
 use super::archive::{
@@ -98,6 +101,11 @@ impl SledStore {
     /// Remove an account's archive and index (no flush).
     pub(super) fn purge_archive(&self, account: &str) -> Result<()> {
         let p = prefix(account)?;
+        // The remembered last id stays valid after a purge (ids only need to grow); dropped to
+        // keep the map small.
+        if let Ok(mut last_ids) = self.archive_lock.lock() {
+            last_ids.remove(&p);
+        }
         for tree in [&self.archive, &self.archive_with] {
             let mut batch = Batch::default();
             for key in tree.scan_prefix(&p).keys() {
@@ -115,30 +123,30 @@ impl Archive for SledStore {
         let p = prefix(account)?;
         let wp = with_prefix(account, bare_of(with))?;
         let value = encode(with, xml)?;
-        let _guard = self
+        let mut last_ids = self
             .archive_lock
             .lock()
             .map_err(|_| StorageError("archive lock poisoned".into()))?;
-        let last = match self.archive.scan_prefix(&p).keys().next_back() {
-            Some(k) => Some(id_of(&k.map_err(db_err)?)?),
-            None => None,
+        let last = match last_ids.get(&p) {
+            Some(&last) => Some(last),
+            None => match self.archive.scan_prefix(&p).keys().next_back() {
+                Some(k) => Some(id_of(&k.map_err(db_err)?)?),
+                None => None,
+            },
         };
         let id = match last {
             Some(last) => at_micros.max(last.saturating_add(1)),
             None => at_micros,
         };
-        let key = with_id(p, id);
+        let key = with_id(p.clone(), id);
         let ikey = with_id(wp, id);
-        (&self.archive, &self.archive_with)
-            .transaction(|(a, w)| {
-                a.insert(key.as_slice(), value.as_slice())?;
-                w.insert(ikey.as_slice(), &[] as &[u8])?;
-                Ok::<_, ConflictableTransactionError<StorageError>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Abort(e) => e,
-                sled::transaction::TransactionError::Storage(e) => db_err(e),
-            })?;
+        self.archive_with
+            .insert(ikey.as_slice(), &[] as &[u8])
+            .map_err(db_err)?;
+        self.archive
+            .insert(key.as_slice(), value.as_slice())
+            .map_err(db_err)?;
+        last_ids.insert(p, id);
         Ok(id)
     }
 
@@ -162,14 +170,18 @@ impl Archive for SledStore {
                 let range = self
                     .archive_with
                     .range(with_id(wp.clone(), lo)..=with_id(wp, hi));
-                let it = range.keys().map(|k| {
-                    let k = k.map_err(db_err)?;
-                    let id = id_of(&k)?;
-                    let key = with_id(p.clone(), id);
-                    match self.archive.get(&key).map_err(db_err)? {
-                        Some(v) => decode(&key, id, &v),
-                        None => Err(corrupt(&k, "index entry without a message")),
-                    }
+                // An index entry without its message (a crash between the two inserts of
+                // an append, or an append still in progress) is skipped.
+                let it = range.keys().filter_map(|k| {
+                    let found = k.map_err(db_err).and_then(|k| {
+                        let id = id_of(&k)?;
+                        let key = with_id(p.clone(), id);
+                        match self.archive.get(&key).map_err(db_err)? {
+                            Some(v) => decode(&key, id, &v).map(Some),
+                            None => Ok(None),
+                        }
+                    });
+                    found.transpose()
                 });
                 take_page(it, q)
             }

@@ -42,7 +42,12 @@ pub(crate) fn conformance(store: &dyn Storage) {
 
 fn accounts(s: &dyn Storage) {
     assert_eq!(s.get_credentials("alice@example.org").unwrap(), None);
+    assert!(!s.account_exists("alice@example.org").unwrap());
     assert!(s.create_account("alice@example.org", &creds(1)).unwrap());
+    assert!(s.account_exists("alice@example.org").unwrap());
+    assert!(!s.account_exists("Alice@example.org").unwrap());
+    assert!(!s.account_exists("alice@example.org.uk").unwrap());
+    assert!(!s.account_exists("example.org").unwrap());
     assert!(!s.create_account("alice@example.org", &creds(2)).unwrap());
     assert_eq!(
         s.get_credentials("alice@example.org").unwrap(),
@@ -98,8 +103,10 @@ fn accounts(s: &dyn Storage) {
         "dave@example.org.uk",
         "erin@xexample.org",
     ] {
+        assert!(s.account_exists(a).unwrap(), "{a}");
         assert!(s.delete_account(a).unwrap(), "{a}");
         assert!(!s.delete_account(a).unwrap(), "{a}");
+        assert!(!s.account_exists(a).unwrap(), "{a}");
     }
     assert_eq!(
         s.list_accounts("example.org").unwrap(),

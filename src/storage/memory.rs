@@ -90,6 +90,10 @@ impl Storage for MemoryStore {
         Ok(self.lock()?.accounts.get(account).cloned())
     }
 
+    fn account_exists(&self, account: &str) -> Result<bool> {
+        Ok(self.lock()?.accounts.contains_key(account))
+    }
+
     fn set_credentials(&self, account: &str, creds: &StoredCredentials) -> Result<bool> {
         let mut inner = self.lock()?;
         match inner.accounts.get_mut(account) {

@@ -120,6 +120,11 @@ pub trait Storage: archive::Archive + Send + Sync + 'static {
     /// Create an account; `Ok(false)` if it exists already.
     fn create_account(&self, account: &str, creds: &StoredCredentials) -> Result<bool>;
     fn get_credentials(&self, account: &str) -> Result<Option<StoredCredentials>>;
+    /// Whether the account exists, without decoding its credentials (the router asks this
+    /// for every stanza to a local account). Backends override the default with a key lookup.
+    fn account_exists(&self, account: &str) -> Result<bool> {
+        Ok(self.get_credentials(account)?.is_some())
+    }
     /// Replace the credentials of an existing account; `Ok(false)` if there is none.
     fn set_credentials(&self, account: &str, creds: &StoredCredentials) -> Result<bool>;
     /// Delete an account and everything stored for it; `Ok(false)` if there was none.

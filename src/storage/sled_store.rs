@@ -215,8 +215,9 @@ pub struct SledStore {
     items: Tree,
     pub(super) archive: Tree,
     pub(super) archive_with: Tree,
-    /// Serialises archive appends (the per-account id bump).
-    pub(super) archive_lock: Mutex<()>,
+    /// Serialises archive appends (the per-account id bump) and remembers each account's last
+    /// archive id once it was looked up, so an append does not scan for it.
+    pub(super) archive_lock: Mutex<std::collections::HashMap<Vec<u8>, u64>>,
     /// Serialises account creation, deletion and credential changes.
     account_lock: Mutex<()>,
 }
@@ -267,7 +268,7 @@ impl SledStore {
             items: tree(TREE_ITEMS)?,
             archive: tree(TREE_ARCHIVE)?,
             archive_with: tree(TREE_ARCHIVE_WITH)?,
-            archive_lock: Mutex::new(()),
+            archive_lock: Mutex::new(Default::default()),
             path: path.to_path_buf(),
             db,
             account_lock: Mutex::new(()),
@@ -434,6 +435,13 @@ impl Storage for SledStore {
             Some(v) => decode_json(TREE_ACCOUNTS, &key, &v).map(Some),
             None => Ok(None),
         }
+    }
+
+    fn account_exists(&self, account: &str) -> Result<bool> {
+        let Some(key) = account_key(account) else {
+            return Ok(false);
+        };
+        self.accounts.contains_key(&key).map_err(db_err)
     }
 
     fn set_credentials(&self, account: &str, creds: &StoredCredentials) -> Result<bool> {
