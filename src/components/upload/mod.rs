@@ -139,8 +139,8 @@ impl Services {
                     ports,
                     t.relay_private_peers,
                 )
-                    .await
-                    .map_err(|e| format!("turn.listen {listen}: {e}"))?;
+                .await
+                .map_err(|e| format!("turn.listen {listen}: {e}"))?;
                 if t.port == 0 {
                     port = server.local_addr().map_err(|e| e.to_string())?.port();
                 }
