@@ -7,8 +7,9 @@ server, and print the score.
 
 Prosody runs with the modules a well-equipped Prosody 0.12 has (carbons, mam, blocklist,
 smacks, csi_simple, pep, …): it is the reference that shows the checker finds what a real
-server advertises. Without --strict the exit status is 0 whatever the score (CI prints it as
-information until issue 4 is complete); with --strict it is check.py's.
+server advertises. Without --strict the exit status is 0 whatever the score; with --strict
+(what CI runs) it is check.py's: non-zero when any check not marked as needing a later issue
+fails.
 """
 
 import argparse
