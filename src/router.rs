@@ -26,7 +26,7 @@ use crate::proto::{Stanza, StanzaError, StanzaKind};
 use crate::server::ServerState;
 
 /// Route a stanza whose `from` has been set by the server.
-pub fn route(state: &Arc<ServerState>, stanza: Stanza) {
+pub fn route(state: &Arc<ServerState>, mut stanza: Stanza) {
     let to = match stanza.to() {
         Ok(Some(to)) => to,
         Ok(None) => {
@@ -46,6 +46,21 @@ pub fn route(state: &Arc<ServerState>, stanza: Stanza) {
         return;
     }
     if !state.config.hosts(to.domain()) {
+        if stanza.kind() == StanzaKind::Presence {
+            if let Ok(Some(from)) = stanza.from() {
+                if from.node().is_some() && state.config.hosts(from.domain()) {
+                    let account = from.to_bare();
+                    let at = HookPoint {
+                        dir: Direction::Leaving,
+                        account: &account,
+                        session: None,
+                    };
+                    if state.modules.run_hooks(at, &mut stanza) == Flow::Stop {
+                        return;
+                    }
+                }
+            }
+        }
         crate::s2s::send(state, stanza);
         return;
     }
@@ -68,7 +83,6 @@ pub fn route(state: &Arc<ServerState>, stanza: Stanza) {
             return;
         }
     }
-    let mut stanza = stanza;
     let at = HookPoint {
         dir: Direction::Inbound,
         account: &bare,

@@ -313,6 +313,37 @@ async fn federate(trust_ca: bool, method: &'static str) {
     let p = expect_presence(&mut b, &format!("{a_bare}/r"), None).await;
     assert_eq!(p.child_text("show", NS_CLIENT).as_deref(), Some("away"));
 
+    // XEP-0191 across servers: once anna blocks bob, he gets her unavailable presence and
+    // then none of her broadcasts; unblocked, her presence flows again.
+    a.send(&format!(
+        "<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='{b_bare}'/></block></iq>"
+    ))
+    .await
+    .unwrap();
+    let p = expect_presence(&mut b, &format!("{a_bare}/r"), Some("unavailable")).await;
+    assert_eq!(p.attr("type"), Some("unavailable"));
+    a.send("<presence><show>dnd</show></presence>")
+        .await
+        .unwrap();
+    // Anna's server has handled the presence once it answers her ping; bob's message then
+    // bounces (blocked) over the same alpha -> beta link, behind anything that leaked.
+    a.ping_server().await.unwrap();
+    send_chat(&mut b, &a_bare, "after-block", "are you there?").await;
+    let before = received_before(&mut b, "after-block").await;
+    assert!(
+        !before
+            .iter()
+            .any(|e| e.name == "presence" && e.attr("from") == Some(format!("{a_bare}/r").as_str())),
+        "no presence from anna while bob is blocked: {before:?}"
+    );
+    a.send(&format!(
+        "<iq type='set' id='unblk'><unblock xmlns='urn:xmpp:blocking'><item jid='{b_bare}'/></unblock></iq>"
+    ))
+    .await
+    .unwrap();
+    let p = expect_presence(&mut b, &format!("{a_bare}/r"), None).await;
+    assert_eq!(p.child_text("show", NS_CLIENT).as_deref(), Some("dnd"));
+
     // Which authentication ran, both ways.
     for (node, remote) in [(&alpha, BETA), (&beta, ALPHA)] {
         let m = node.methods();

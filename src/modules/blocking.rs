@@ -19,6 +19,8 @@
 //! - Outbound ([`Direction::Sent`]), to a blocked JID: messages and IQ get/set get
 //!   `<not-acceptable/>` with `<blocked xmlns='urn:xmpp:blocking:errors'/>`; presence is
 //!   dropped.
+//! - Leaving for another server ([`Direction::Leaving`]): presence to a blocked remote JID
+//!   is dropped (broadcasts and probe answers included).
 //! - Matching (§5): `user@domain/resource` exactly; `user@domain` any resource;
 //!   `domain/resource` exactly; `domain` the domain and everything at it. Stanzas from the
 //!   account itself or from a hosted domain (the server) are never blocked.
@@ -291,6 +293,21 @@ impl Module for BlockingModule {
                     }
                 }
                 Flow::Stop
+            }
+            // Presence the server sends for the account to another server: not to a JID the
+            // account blocked (local recipients are covered by their Inbound check).
+            Direction::Leaving => {
+                let Ok(Some(to)) = stanza.to() else {
+                    return Flow::Continue;
+                };
+                if matches!(stanza.type_attr(), Some("unsubscribe" | "unsubscribed")) {
+                    return Flow::Continue;
+                }
+                if self.blocks(ctx, at.account, &to) {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
             }
             Direction::Inbound => {
                 let Ok(Some(from)) = stanza.from() else {

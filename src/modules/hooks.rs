@@ -7,6 +7,7 @@
 //! |---|---|---|---|
 //! | [`Direction::Sent`] | `c2s` `handle_element`, once per stanza a bound client sends | `from` stamped with the session's full JID; `to` as the client wrote it | blocking (refuse stanzas to blocked JIDs with `<not-acceptable/>` + `<blocked/>`), MAM (archive outgoing messages, strip forged `stanza-id`s), carbons (`<sent/>` copies) |
 //! | [`Direction::Inbound`] | `router::route`, once per stanza addressed to a local account (bare or full), after the account was found to exist | `to` is that account | blocking (drop or refuse stanzas from blocked JIDs, and presence from a local user who blocked the recipient), MAM (archive incoming messages, add `<stanza-id by='user@domain'/>`) |
+//! | [`Direction::Leaving`] | `router::route`, once per presence from a local account to another server, before federation | final | blocking (no presence to a remote JID the account blocked) |
 //! | [`Module::on_message_delivered`] | `router` bare and full delivery, after the RFC 6121 §8.5 targets were chosen | final | carbons (`<received/>` copies to the carbons-enabled resources that did not get the original) |
 //! | [`Module::on_detached_messages`] | `c2s` `hibernate`: when a XEP-0198 session whose connection is gone starts waiting for resumption (its unacknowledged messages), then for each message queued for it | final | push (XEP-0357 notifications) |
 //!
@@ -24,11 +25,9 @@
 //! Session-level state modules need (carbons enabled, blocklist requested) lives in
 //! [`crate::session::SessionFlags`], read and changed through the [`super::ServerApi`].
 //!
-//! Federation (issue 3) will need the same two points on s2s: stanzas arriving from another
-//! server pass [`Direction::Inbound`] (which also strips forged `stanza-id`s), and presence a
-//! local user broadcasts to remote contacts must be checked against the user's blocklist
-//! before it leaves (today every contact is local and the check happens on the recipient's
-//! inbound side).
+//! Federation: stanzas arriving from another server go through `router::route` and so pass
+//! [`Direction::Inbound`] (which also strips forged `stanza-id`s); presence a local user's
+//! server sends to remote contacts passes [`Direction::Leaving`].
 
 use crate::jid::Jid;
 
@@ -39,6 +38,10 @@ pub enum Direction {
     Sent,
     /// About to be delivered to the account (the account is the recipient).
     Inbound,
+    /// Presence from the account about to leave for another server (`router::route`, just
+    /// before federation): the broadcasts and probe answers the server sends on the account's
+    /// behalf, which no local recipient's [`Direction::Inbound`] hook gets to see.
+    Leaving,
 }
 
 /// Whether the stanza goes on.

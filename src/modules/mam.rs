@@ -608,6 +608,8 @@ impl Module for MamModule {
                     );
                 }
             }
+            // Only presence leaves through this point.
+            Direction::Leaving => {}
         }
         Flow::Continue
     }
