@@ -275,3 +275,16 @@ class Client:
 
 def body(m) -> str | None:
     return m.body.any() if m.body else None
+
+
+async def subscribe_mutual(a: Client, b: Client) -> None:
+    """Make a and b subscribed to each other's presence (both: `both`), with plain presence
+    stanzas, waiting for each step to arrive."""
+    for x, y in ((a, b), (b, a)):
+        xb, yb = x.jid.bare(), y.jid.bare()
+        await x.send(aioxmpp.Presence(type_=aioxmpp.PresenceType.SUBSCRIBE, to=yb))
+        await y.presences.take(lambda p: p.type_ == aioxmpp.PresenceType.SUBSCRIBE
+                               and p.from_.bare() == xb, f"subscription request from {xb}")
+        await y.send(aioxmpp.Presence(type_=aioxmpp.PresenceType.SUBSCRIBED, to=xb))
+        await x.presences.take(lambda p: p.type_ == aioxmpp.PresenceType.SUBSCRIBED
+                               and p.from_.bare() == yb, f"subscription approval from {yb}")

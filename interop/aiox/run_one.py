@@ -59,8 +59,13 @@ class Ctx:
         self.clients.append(c)
         return c
 
-    async def login(self, localpart: str, resource: str) -> Client:
-        return await self.client(localpart, resource).start()
+    async def login(self, localpart: str, resource: str, services=()) -> Client:
+        """Connect, authenticate, bind; `services` (aioxmpp service classes) are summoned
+        before the stream starts, as an application does (they hook stream establishment)."""
+        c = self.client(localpart, resource)
+        for cls in services:
+            c.summon(cls)
+        return await c.start()
 
     async def logout_all(self) -> None:
         for c in self.clients:
