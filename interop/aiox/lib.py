@@ -206,8 +206,8 @@ class Client:
             self.presences.put(p)
             return p
 
-        st.app_inbound_message_filter.register(on_message, -100)
-        st.app_inbound_presence_filter.register(on_presence, -100)
+        st.service_inbound_message_filter.register(on_message, -10000)
+        st.service_inbound_presence_filter.register(on_presence, -10000)
 
     def summon(self, cls):
         return self.client.summon(cls)
@@ -279,7 +279,9 @@ def body(m) -> str | None:
 
 async def subscribe_mutual(a: Client, b: Client) -> None:
     """Make a and b subscribed to each other's presence (both: `both`), with plain presence
-    stanzas, waiting for each step to arrive."""
+    stanzas, waiting for each step to arrive. Both must have fetched their roster (e.g.
+    aioxmpp.RosterClient summoned before login): a server delivers the approval only to
+    interested resources (RFC 6121 3.1.6)."""
     for x, y in ((a, b), (b, a)):
         xb, yb = x.jid.bare(), y.jid.bare()
         await x.send(aioxmpp.Presence(type_=aioxmpp.PresenceType.SUBSCRIBE, to=yb))
