@@ -290,3 +290,15 @@ async def subscribe_mutual(a: Client, b: Client) -> None:
         await y.send(aioxmpp.Presence(type_=aioxmpp.PresenceType.SUBSCRIBED, to=xb))
         await x.presences.take(lambda p: p.type_ == aioxmpp.PresenceType.SUBSCRIBED
                                and p.from_.bare() == yb, f"subscription approval from {yb}")
+
+
+async def until(pred: Callable[[], Any], what: str, timeout: float = 10) -> Any:
+    """Poll pred() (state aioxmpp keeps from what arrived) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Fail(f"waited {timeout}s for {what}")
+        await asyncio.sleep(0.05)
