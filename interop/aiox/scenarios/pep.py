@@ -15,7 +15,6 @@ import zlib
 import aioxmpp
 import aioxmpp.avatar
 import aioxmpp.entitycaps
-import aioxmpp.pubsub
 
 from aiox.lib import Fail, check, short, subscribe_mutual
 
