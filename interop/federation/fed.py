@@ -22,11 +22,10 @@ import subprocess
 import sys
 import time
 import traceback
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness.client import Client, Fail, check  # noqa: E402
+from harness.client import Client, Fail, check, error_condition  # noqa: E402
 
 ORIOLE = ("oriole.example", "127.0.0.2")
 PROSODY = ("prosody.example", "127.0.0.3")
@@ -435,8 +434,12 @@ async def muc_scenario(label: str, oriole: Oriole, peer: Server, o_user: str, p_
         pr = await c.presences.take(lambda x: str(x["from"]) == me
                                     and ("110" in muc_codes(x) or x.xml.get("type") == "error"),
                                     f"self-presence (110) from {me}", 30)
-        check(pr.xml.get("type") != "error",
-              f"{c_jid}'s join refused: {ET.tostring(pr.xml, encoding='unicode')[:300]}")
+        if pr.xml.get("type") == "error":
+            err = pr.xml.find("{jabber:client}error")
+            text = err.find("{urn:ietf:params:xml:ns:xmpp-stanzas}text") if err is not None else None
+            raise Fail(f"{c_jid}'s join refused with <{error_condition(pr.xml)}/> "
+                       f"(by {err.get('by') if err is not None else '?'}: "
+                       f"{text.text if text is not None else 'no text'})")
         if created:
             check("201" in muc_codes(pr), f"no 201 for the room's creator: {sorted(muc_codes(pr))}")
             await c.iq("set", f"<query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' "
@@ -467,9 +470,9 @@ async def muc_scenario(label: str, oriole: Oriole, peer: Server, o_user: str, p_
 
         room = f"fed-{label.replace('/', '-')}@{MUC_PREFIX}{oriole.domain}"
         ok = await step(f"{o_jid} creates {room}; {p_jid} joins it (110) and each sees the other",
-                        (lambda: _seq(join(o, o_jid, room, "Ori", True),
-                                      join(p, p_jid, room, "Peer", False),
-                                      sees(o, room, "Peer"), sees(p, room, "Ori")))())
+                        _seq(lambda: join(o, o_jid, room, "Ori", True),
+                             lambda: join(p, p_jid, room, "Peer", False),
+                             lambda: sees(o, room, "Peer"), lambda: sees(p, room, "Ori")))
         if ok:
             await step(f"groupchat in {room}: {p_jid} -> both, from room/Peer",
                        talk(p, "Peer", room, "hello from the peer &amp; ✓"))
@@ -478,9 +481,9 @@ async def muc_scenario(label: str, oriole: Oriole, peer: Server, o_user: str, p_
 
         room = f"fed-{label.replace('/', '-')}@{MUC_PREFIX}{peer.domain}"
         ok = await step(f"{p_jid} creates {room}; {o_jid} joins it (110) and each sees the other",
-                        (lambda: _seq(join(p, p_jid, room, "Peer", True),
-                                      join(o, o_jid, room, "Ori", False),
-                                      sees(p, room, "Ori"), sees(o, room, "Peer")))())
+                        _seq(lambda: join(p, p_jid, room, "Peer", True),
+                             lambda: join(o, o_jid, room, "Ori", False),
+                             lambda: sees(p, room, "Ori"), lambda: sees(o, room, "Peer")))
         if ok:
             await step(f"groupchat in {room}: {o_jid} -> both, from room/Ori",
                        talk(o, "Ori", room, "oriole speaking &amp; ✓"))
@@ -496,9 +499,10 @@ async def muc_scenario(label: str, oriole: Oriole, peer: Server, o_user: str, p_
                 pass
 
 
-async def _seq(*coros):
-    for c in coros:
-        await c
+async def _seq(*steps):
+    """Run the coroutines made by `steps` one after the other (none made after a failure)."""
+    for make in steps:
+        await make()
 
 
 def auth_methods(oriole: Oriole, peer_domain: str) -> set[tuple[str, str]]:
