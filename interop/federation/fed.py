@@ -5,7 +5,8 @@ Runs inside the network namespace `run` made (its /etc/resolv.conf points at our
 so no name or port leaks to the machine. For each mode (cert: a CA every server trusts, so
 SASL EXTERNAL; dialback: certificates nobody trusts, so Server Dialback) and each peer, two
 users (one on Oriole, one on the peer) subscribe to each other, see each other's presence and
-chat both ways. Every process started here is stopped by its pid. Prints one line per check
+chat both ways; then each joins a chatroom (XEP-0045) on the other's conference.<domain>
+service and both talk in it. Every process started here is stopped by its pid. Prints one line per check
 and, last, "N passed, M failed".
 """
 
