@@ -5,7 +5,8 @@ Runs inside the network namespace `run` made (its /etc/resolv.conf points at our
 so no name or port leaks to the machine. For each mode (cert: a CA every server trusts, so
 SASL EXTERNAL; dialback: certificates nobody trusts, so Server Dialback) and each peer, two
 users (one on Oriole, one on the peer) subscribe to each other, see each other's presence and
-chat both ways. Every process started here is stopped by its pid. Prints one line per check
+chat both ways; then each joins a chatroom (XEP-0045) on the other's conference.<domain>
+service and both talk in it. Every process started here is stopped by its pid. Prints one line per check
 and, last, "N passed, M failed".
 """
 
@@ -25,12 +26,15 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness.client import Client, Fail, check  # noqa: E402
+from harness.client import Client, Fail, check, error_condition  # noqa: E402
 
 ORIOLE = ("oriole.example", "127.0.0.2")
 PROSODY = ("prosody.example", "127.0.0.3")
 EJABBERD = ("ejabberd.example", "127.0.0.4")
 PASSWORD = "fedpw-123"
+MUC_PREFIX = "conference."
+MUC = "http://jabber.org/protocol/muc"
+MUC_USER = "http://jabber.org/protocol/muc#user"
 
 PROCS: list[subprocess.Popen] = []
 RESULTS: list[tuple[str, bool, str]] = []
@@ -92,12 +96,13 @@ def make_ca(d: Path, name: str) -> tuple[Path, Path]:
 
 
 def issue(d: Path, ca: tuple[Path, Path], domain: str) -> tuple[Path, Path]:
-    """A leaf for `domain` (serverAuth and clientAuth) and its key; the file holds the chain."""
+    """A leaf for `domain` and its chatroom service `conference.<domain>` (serverAuth and
+    clientAuth) and its key; the file holds the chain."""
     key, csr, crt = d / f"{domain}.key", d / f"{domain}.csr", d / f"{domain}.crt"
     run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
          "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={domain}"])
     ext = d / f"{domain}.ext"
-    ext.write_text(f"subjectAltName=DNS:{domain}\nextendedKeyUsage=serverAuth,clientAuth\n"
+    ext.write_text(f"subjectAltName=DNS:{domain},DNS:{MUC_PREFIX}{domain}\nextendedKeyUsage=serverAuth,clientAuth\n"
                    "basicConstraints=CA:FALSE\n")
     run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[1]), "-CAkey", str(ca[0]),
          "-CAcreateserial", "-days", "2", "-out", str(crt), "-extfile", str(ext)])
@@ -204,6 +209,7 @@ s2s_require_encryption = true
 s2s_secure_auth = {"true" if secure else "false"}
 ssl = {{ certificate = "{self.dir}/certs/{self.domain}.crt"; key = "{self.dir}/certs/{self.domain}.key"; {cafile} }}
 VirtualHost "{self.domain}"
+Component "{MUC_PREFIX}{self.domain}" "muc"
 """)
         if ca:
             shutil.copy(ca, self.dir / "ca.crt")
@@ -275,6 +281,8 @@ modules:
   mod_roster: {{}}
   mod_disco: {{}}
   mod_ping: {{}}
+  mod_muc:
+    host: "{MUC_PREFIX}{self.domain}"
   {"" if secure else "mod_s2s_dialback: {}"}
 """)
         self.ctl = d / "conf" / "ejabberdctl.cfg"
@@ -394,6 +402,110 @@ async def scenario(label: str, oriole: Oriole, peer: Server, o_user: str, p_user
                 pass
 
 
+def muc_codes(p) -> set[str]:
+    x = p.xml.find(f"{{{MUC_USER}}}x")
+    if x is None:
+        return set()
+    return {st.get("code") for st in x.findall(f"{{{MUC_USER}}}status")}
+
+
+async def muc_scenario(label: str, oriole: Oriole, peer: Server, o_user: str, p_user: str):
+    """Federated Multi-User Chat (XEP-0045): the peer's user joins a room on
+    conference.oriole.example and talks with the Oriole user in it; the Oriole user joins a
+    room on conference.<peer> and talks with the peer's user there."""
+    o_jid, p_jid = f"{o_user}@{oriole.domain}", f"{p_user}@{peer.domain}"
+    o = Client(Ctx(oriole), o_jid + "/muc", PASSWORD)
+    p = Client(Ctx(peer), p_jid + "/muc", PASSWORD)
+    clients = [o, p]
+    n = 0
+
+    async def step(name, coro):
+        try:
+            await coro
+            record(f"{label}: {name}", True)
+            return True
+        except (Fail, asyncio.TimeoutError) as e:
+            record(f"{label}: {name}", False, str(e))
+            return False
+
+    async def join(c, c_jid, room, nick, created: bool):
+        me = f"{room}/{nick}"
+        c.send_xml(f"<presence xmlns='jabber:client' to='{me}'><x xmlns='{MUC}'>"
+                   "<history maxstanzas='0'/></x></presence>")
+        pr = await c.presences.take(lambda x: str(x["from"]) == me
+                                    and ("110" in muc_codes(x) or x.xml.get("type") == "error"),
+                                    f"self-presence (110) from {me}", 30)
+        if pr.xml.get("type") == "error":
+            err = pr.xml.find("{jabber:client}error")
+            text = err.find("{urn:ietf:params:xml:ns:xmpp-stanzas}text") if err is not None else None
+            raise Fail(f"{c_jid}'s join refused with <{error_condition(pr.xml)}/> "
+                       f"(by {err.get('by') if err is not None else '?'}: "
+                       f"{text.text if text is not None else 'no text'})")
+        if created:
+            check("201" in muc_codes(pr), f"no 201 for the room's creator: {sorted(muc_codes(pr))}")
+            await c.iq("set", f"<query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' "
+                              "type='submit'/></query>", to=room, timeout=30)
+
+    async def sees(c, room, nick):
+        await c.presences.take(lambda x: str(x["from"]) == f"{room}/{nick}"
+                               and x.xml.get("type") is None, f"presence of {room}/{nick}", 30)
+
+    async def talk(sender, nick, room, body):
+        nonlocal n
+        n += 1
+        mid = f"fedmuc{n}"
+        sender.send_xml(f"<message xmlns='jabber:client' to='{room}' type='groupchat' id='{mid}'>"
+                        f"<body>{body}</body></message>")
+        for c in (o, p):
+            m = await c.messages.take(lambda x: x["type"] == "groupchat" and x["id"] == mid,
+                                      f"{c.label}: groupchat {mid}", 30)
+            check(str(m["from"]) == f"{room}/{nick}", f"{c.label}: from {m['from']}, "
+                                                      f"expected {room}/{nick}")
+            check(m["body"] == body.replace("&amp;", "&"), f"{c.label}: body {m['body']!r}")
+
+    try:
+        await o.start()
+        await p.start()
+        o.presence()
+        p.presence()
+
+        room = f"fed-{label.replace('/', '-')}@{MUC_PREFIX}{oriole.domain}"
+        ok = await step(f"{o_jid} creates {room}; {p_jid} joins it (110) and each sees the other",
+                        _seq(lambda: join(o, o_jid, room, "Ori", True),
+                             lambda: join(p, p_jid, room, "Peer", False),
+                             lambda: sees(o, room, "Peer"), lambda: sees(p, room, "Ori")))
+        if ok:
+            await step(f"groupchat in {room}: {p_jid} -> both, from room/Peer",
+                       talk(p, "Peer", room, "hello from the peer &amp; ✓"))
+            await step(f"groupchat in {room}: {o_jid} -> both, from room/Ori",
+                       talk(o, "Ori", room, "hello from oriole"))
+
+        room = f"fed-{label.replace('/', '-')}@{MUC_PREFIX}{peer.domain}"
+        ok = await step(f"{p_jid} creates {room}; {o_jid} joins it (110) and each sees the other",
+                        _seq(lambda: join(p, p_jid, room, "Peer", True),
+                             lambda: join(o, o_jid, room, "Ori", False),
+                             lambda: sees(p, room, "Ori"), lambda: sees(o, room, "Peer")))
+        if ok:
+            await step(f"groupchat in {room}: {o_jid} -> both, from room/Ori",
+                       talk(o, "Ori", room, "oriole speaking &amp; ✓"))
+            await step(f"groupchat in {room}: {p_jid} -> both, from room/Peer",
+                       talk(p, "Peer", room, "peer speaking"))
+    except Exception as e:  # noqa: BLE001
+        record(f"{label}: MUC log in both users", False, f"{type(e).__name__}: {e}")
+    finally:
+        for c in clients:
+            try:
+                await c.stop()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+async def _seq(*steps):
+    """Run the coroutines made by `steps` one after the other (none made after a failure)."""
+    for make in steps:
+        await make()
+
+
 def auth_methods(oriole: Oriole, peer_domain: str) -> set[tuple[str, str]]:
     """(direction, auth) pairs from Oriole's log for this peer."""
     out = set()
@@ -423,7 +535,11 @@ def main() -> int:
                  "--local=/example/",
                  f"--pid-file={work}/dnsmasq.pid", "--log-queries", "--user=root",
                  *[f"--address=/{d}/{ip}" for d, ip in (ORIOLE, PROSODY, EJABBERD)],
-                 *[f"--srv-host=_xmpp-server._tcp.{d},{d},5269,0,5" for d, _ in (ORIOLE, PROSODY, EJABBERD)]],
+                 *[f"--srv-host=_xmpp-server._tcp.{d},{d},5269,0,5" for d, _ in (ORIOLE, PROSODY, EJABBERD)],
+                 # the chatroom services: SRV to the server that hosts them (the A records
+                 # above already cover subdomains)
+                 *[f"--srv-host=_xmpp-server._tcp.{MUC_PREFIX}{d},{d},5269,0,5"
+                   for d, _ in (ORIOLE, PROSODY, EJABBERD)]],
                 work / "dnsmasq.log")
     time.sleep(0.5)
     peers = [x for x in a.peers.split(",") if x]
@@ -459,6 +575,8 @@ def main() -> int:
                     peer.add_user(p_user)
                     asyncio.run(asyncio.wait_for(
                         scenario(f"{mode}/{peer_name}", oriole, peer, o_user, p_user), 240))
+                    asyncio.run(asyncio.wait_for(
+                        muc_scenario(f"{mode}/{peer_name}", oriole, peer, o_user, p_user), 240))
                     want = "SASL EXTERNAL" if mode == "cert" else "dialback"
                     got = auth_methods(oriole, peer.domain)
                     for direction in ("outbound", "inbound"):
