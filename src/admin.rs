@@ -158,6 +158,10 @@ pub fn spawn_socket(state: &Arc<ServerState>) -> std::io::Result<()> {
                         tokio::task::spawn_blocking(move || {
                             let st2 = st.clone();
                             execute(&st.config, st.storage.as_ref(), &req, &move |jid| {
+                                st2.modules
+                                    .emit(&crate::modules::ModuleEvent::AccountDeleted {
+                                        account: jid,
+                                    });
                                 for r in st2.sessions.resources(jid) {
                                     r.handle.close(
                                         crate::proto::StreamError::NotAuthorized,

@@ -72,6 +72,16 @@ pub fn route(state: &Arc<ServerState>, mut stanza: Stanza) {
     match state.account_exists(&bare) {
         Ok(true) => {}
         Ok(false) => {
+            // An account deleted a moment ago (XEP-0077 `<remove/>`) keeps its sessions until
+            // they close: the answer to that request still reaches the session that sent it.
+            if stanza.kind() == StanzaKind::Iq
+                && !stanza.is_iq_request()
+                && to.is_full()
+                && state.sessions.handle(&to).is_some()
+            {
+                route_to_full(state, stanza, to);
+                return;
+            }
             if stanza.kind() != StanzaKind::Presence {
                 bounce(state, &stanza, StanzaError::service_unavailable());
             }

@@ -276,6 +276,9 @@ impl ServerApi for ModuleServerApi {
         let Some(state) = self.0.upgrade() else {
             return;
         };
+        state
+            .modules
+            .emit(&ModuleEvent::AccountDeleted { account: bare });
         let handles: Vec<_> = state
             .sessions
             .resources(bare)

@@ -258,3 +258,42 @@ async fn a_blocked_domain_covers_its_users() {
     })
     .await
 }
+
+/// A deleted account takes its blocklist with it: a new account of the same name starts
+/// with an empty one (the module's cache included).
+#[tokio::test]
+async fn a_new_account_of_a_deleted_name_blocks_nobody() {
+    bounded(async {
+        let s = TestServer::start_with(Options {
+            registration: true,
+            ..Options::default()
+        })
+        .await;
+        s.add_users(&["alice", "bob"]).await;
+        let mut a = s.online("alice", "a", 0).await;
+        block(&mut a, &[&bare("bob")]).await;
+        assert_eq!(blocklist(&mut a).await, [bare("bob")]);
+        // XEP-0077 §3.2: the result first, then the stream closes.
+        a.iq_ok(
+            "set",
+            None,
+            "<query xmlns='jabber:iq:register'><remove/></query>",
+        )
+        .await
+        .expect("the removal is answered before the stream closes");
+        drop(a);
+        assert!(
+            s.server()
+                .state()
+                .storage
+                .get_credentials(&bare("alice"))
+                .expect("storage")
+                .is_none(),
+            "alice was deleted"
+        );
+        s.add_users(&["alice"]).await;
+        let mut a = s.online("alice", "a2", 0).await;
+        assert!(blocklist(&mut a).await.is_empty());
+    })
+    .await
+}

@@ -30,7 +30,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::jid::Jid;
 use crate::modules::services::storage_failed;
-use crate::modules::{Direction, Flow, HookPoint, IqRequest, IqResult, Module, ModuleContext};
+use crate::modules::{
+    Direction, Flow, HookPoint, IqRequest, IqResult, Module, ModuleContext, ModuleEvent,
+};
 use crate::proto::{ns, Stanza, StanzaError, StanzaKind};
 use crate::session::SessionFlags;
 use crate::xml::Element;
@@ -265,6 +267,14 @@ impl Module for BlockingModule {
             ("block", true) => self.block(ctx, &account, Self::items_of(req.payload)?),
             ("unblock", true) => self.unblock(ctx, &account, Self::items_of(req.payload)?),
             _ => Err(StanzaError::bad_request()),
+        }
+    }
+
+    /// A deleted account's cached list must not outlive it (a new account of the same name
+    /// starts with an empty list).
+    fn on_event(&self, _ctx: &ModuleContext, event: &ModuleEvent<'_>) {
+        if let ModuleEvent::AccountDeleted { account } = event {
+            self.lock().remove(&account.bare_string());
         }
     }
 

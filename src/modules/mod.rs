@@ -80,6 +80,9 @@ pub enum ModuleEvent<'a> {
         account: &'a Jid,
         vcard: &'a Element,
     },
+    /// The account was deleted (its stored data is gone; its sessions are being closed):
+    /// modules drop what they cache about it.
+    AccountDeleted { account: &'a Jid },
     /// An account stored an element in private XML storage (XEP-0049).
     PrivateStored {
         account: &'a Jid,

@@ -121,8 +121,15 @@ impl S2s {
             Ok(Arc::new(cfg))
         };
         let mut client_tls = HashMap::new();
-        for domain in &config.server.domains {
-            let Some(key) = tls.certified_key(domain) else {
+        // Hosted domains and the internal components' domains (conference.<domain>, …):
+        // a room answering a remote occupant opens its own link.
+        let local_domains = config.server.domains.iter().cloned().chain(
+            crate::components::service_domains(config)
+                .into_iter()
+                .map(|s| s.domain),
+        );
+        for domain in local_domains {
+            let Some(key) = tls.certified_key(&domain) else {
                 continue;
             };
             let client = |alpn: bool| -> Result<Arc<rustls::ClientConfig>, String> {
@@ -137,7 +144,7 @@ impl S2s {
                 }
                 Ok(Arc::new(cfg))
             };
-            client_tls.insert(domain.clone(), (client(false)?, client(true)?));
+            client_tls.insert(domain, (client(false)?, client(true)?));
         }
         let resolver = if enabled {
             Some(resolve::Resolver::new(&c.nameservers)?)

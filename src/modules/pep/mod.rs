@@ -323,6 +323,7 @@ impl Module for PepModule {
             ModuleEvent::PrivateStored { account, element } => {
                 convert::private_stored(self, ctx, account, element)
             }
+            ModuleEvent::AccountDeleted { .. } => {}
         }
     }
 }
