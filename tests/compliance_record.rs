@@ -154,6 +154,7 @@ fn xep_of_feature(feature: &str) -> Option<&'static str> {
         "http://jabber.org/protocol/muc" => "0045",
         "http://jabber.org/protocol/muc#self-ping-optimization" => "0410",
         "urn:xmpp:occupant-id:0" => "0421",
+        "urn:xmpp:message-moderate:1" => "0425",
         "http://jabber.org/protocol/bytestreams" => "0065",
         "urn:xmpp:extdisco:2" => "0215",
         "urn:xmpp:http:upload:0" => "0363",
@@ -176,6 +177,7 @@ fn every_advertised_feature_is_in_the_record() {
                 .copied()
         })
         .chain(oriole::components::muc::SERVICE_FEATURES.iter().copied())
+        .chain(oriole::components::muc::mam::ROOM_FEATURES.iter().copied())
         .collect();
     features.extend(oriole::components::upload::features(&config));
     assert!(!features.is_empty());

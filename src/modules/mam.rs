@@ -318,29 +318,6 @@ impl MamModule {
         Ok(Some(md))
     }
 
-    fn query_form(xmlns: &'static str) -> Element {
-        let field = |var: &str, kind: &str| {
-            Element::new("field", ns::DATA_FORMS)
-                .with_attr("var", var)
-                .with_attr("type", kind)
-        };
-        let mut x = Element::new("x", ns::DATA_FORMS)
-            .with_attr("type", "form")
-            .with_child(
-                field("FORM_TYPE", "hidden")
-                    .with_child(Element::new("value", ns::DATA_FORMS).with_text(xmlns)),
-            )
-            .with_child(field("with", "jid-single"))
-            .with_child(field("start", "text-single"))
-            .with_child(field("end", "text-single"));
-        if xmlns == NS {
-            x.push_child(field("before-id", "text-single"));
-            x.push_child(field("after-id", "text-single"));
-            x.push_child(field("ids", "text-multi"));
-        }
-        Element::new("query", xmlns).with_child(x)
-    }
-
     fn handle_query(
         &self,
         ctx: &ModuleContext,
@@ -348,161 +325,197 @@ impl MamModule {
         xmlns: &'static str,
     ) -> IqResult {
         if !req.is_set {
-            return Ok(Some(Self::query_form(xmlns)));
+            return Ok(Some(query_form(xmlns)));
         }
-        let account = req.from.bare_string();
-        let q = req.payload;
-        let exists = |id: u64| -> Result<(), StanzaError> {
-            match ctx.storage.archive_get(&account, id) {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(StanzaError::item_not_found().with_text("no such archive id")),
-                Err(e) => Err(storage_failed("mam", e)),
-            }
-        };
-        let id_value = |s: &str| -> Result<u64, StanzaError> {
-            let id = parse_id(s.trim())
-                .ok_or_else(|| StanzaError::item_not_found().with_text("no such archive id"))?;
-            exists(id)?;
-            Ok(id)
-        };
-        let mut query = ArchiveQuery {
-            limit: DEFAULT_PAGE,
-            ..Default::default()
-        };
-        let mut ids: Option<Vec<u64>> = None;
-        if let Some(form) = q.child("x", ns::DATA_FORMS) {
-            for field in form.elements().filter(|e| e.is("field", ns::DATA_FORMS)) {
-                let values: Vec<String> = field
-                    .elements()
-                    .filter(|e| e.is("value", ns::DATA_FORMS))
-                    .map(|v| v.text())
-                    .collect();
-                let value = values
-                    .first()
-                    .map(|v| v.trim().to_string())
-                    .unwrap_or_default();
-                let extended = xmlns == NS;
-                match field.attr("var").unwrap_or("") {
-                    "FORM_TYPE" => {
-                        if value != xmlns {
-                            return Err(StanzaError::bad_request().with_text("wrong FORM_TYPE"));
-                        }
-                    }
-                    "with" if !value.is_empty() => {
-                        let j = Jid::parse(&value).map_err(|_| StanzaError::jid_malformed())?;
-                        query.with = Some(j.to_string());
-                    }
-                    "start" if !value.is_empty() => {
-                        query.start = Some(parse_stamp(&value).ok_or_else(|| {
-                            StanzaError::bad_request().with_text("start is not a XEP-0082 DateTime")
-                        })?);
-                    }
-                    "end" if !value.is_empty() => {
-                        query.end = Some(parse_stamp(&value).ok_or_else(|| {
-                            StanzaError::bad_request().with_text("end is not a XEP-0082 DateTime")
-                        })?);
-                    }
-                    "after-id" if extended && !value.is_empty() => {
-                        query.after = Some(id_value(&value)?);
-                    }
-                    "before-id" if extended && !value.is_empty() => {
-                        query.before = Some(id_value(&value)?);
-                    }
-                    "ids" if extended => {
-                        ids = Some(
-                            values
-                                .iter()
-                                .map(|v| id_value(v))
-                                .collect::<Result<Vec<_>, _>>()?,
-                        );
-                    }
-                    "with" | "start" | "end" | "after-id" | "before-id" if xmlns == NS => {}
-                    "with" | "start" | "end" => {}
-                    other => {
-                        return Err(StanzaError::feature_not_implemented()
-                            .with_text(format!("unknown field {other:?}")))
-                    }
-                }
-            }
-        }
-        if let Some(set) = q.child("set", NS_RSM) {
-            if let Some(max) = set.child_text("max", NS_RSM) {
-                let max: usize = max
-                    .trim()
-                    .parse()
-                    .map_err(|_| StanzaError::bad_request().with_text("max is not a number"))?;
-                query.limit = max.min(MAX_PAGE);
-            }
-            if let Some(after) = set.child_text("after", NS_RSM) {
-                let id = id_value(&after)?;
-                query.after = Some(query.after.map_or(id, |a| a.max(id)));
-            }
-            if let Some(before) = set.child("before", NS_RSM) {
-                query.from_end = true;
-                let text = before.text();
-                if !text.trim().is_empty() {
-                    let id = id_value(&text)?;
-                    query.before = Some(query.before.map_or(id, |b| b.min(id)));
-                }
-            }
-        }
-        let flip = q.child("flip-page", xmlns).is_some();
-        let (mut items, complete) = match ids {
-            Some(ids) => {
-                let mut items = Vec::new();
-                for id in ids {
-                    if let Some(m) = ctx
-                        .storage
-                        .archive_get(&account, id)
-                        .map_err(|e| storage_failed("mam", e))?
-                    {
-                        items.push(m);
-                    }
-                }
-                items.sort_by_key(|m| m.id);
-                items.dedup_by_key(|m| m.id);
-                (items, true)
-            }
-            None => {
-                let page = ctx
-                    .storage
-                    .archive_query(&account, &query)
-                    .map_err(|e| storage_failed("mam", e))?;
-                (page.items, page.complete)
-            }
-        };
-        let whole = complete && query.after.is_none() && query.before.is_none();
-        if flip {
-            items.reverse();
-        }
-        let queryid = q.attr("queryid");
+        let (items, fin) = run_query(&*ctx.storage, &req.from.bare_string(), req.payload, xmlns)?;
+        let queryid = req.payload.attr("queryid");
+        let owner = req.from.to_bare();
         for m in &items {
-            let Some(msg) = result_message(m, &req.from, queryid, xmlns) else {
+            let Some(msg) = result_message(m, &owner, &req.from, queryid, xmlns) else {
                 continue;
             };
             if !ctx.server.send_to_session(&req.from, msg) {
                 return Err(StanzaError::resource_constraint());
             }
         }
-        let mut set = Element::new("set", NS_RSM);
-        if let (Some(first), Some(last)) = (items.first(), items.last()) {
-            set.push_child(Element::new("first", NS_RSM).with_text(format_id(first.id)));
-            set.push_child(Element::new("last", NS_RSM).with_text(format_id(last.id)));
-        }
-        if whole {
-            set.push_child(Element::new("count", NS_RSM).with_text(items.len().to_string()));
-        }
-        let mut fin = Element::new("fin", xmlns).with_child(set);
-        if complete {
-            fin.set_attr("complete", "true");
-        }
         Ok(Some(fin))
     }
 }
 
-/// `<message to=requester><result queryid id><forwarded><delay/><message/></forwarded>`.
-fn result_message(
+/// The query form a `get` of `<query/>` answers (XEP-0313 §5.1).
+pub fn query_form(xmlns: &'static str) -> Element {
+    let field = |var: &str, kind: &str| {
+        Element::new("field", ns::DATA_FORMS)
+            .with_attr("var", var)
+            .with_attr("type", kind)
+    };
+    let mut x = Element::new("x", ns::DATA_FORMS)
+        .with_attr("type", "form")
+        .with_child(
+            field("FORM_TYPE", "hidden")
+                .with_child(Element::new("value", ns::DATA_FORMS).with_text(xmlns)),
+        )
+        .with_child(field("with", "jid-single"))
+        .with_child(field("start", "text-single"))
+        .with_child(field("end", "text-single"));
+    if xmlns == NS {
+        x.push_child(field("before-id", "text-single"));
+        x.push_child(field("after-id", "text-single"));
+        x.push_child(field("ids", "text-multi"));
+    }
+    Element::new("query", xmlns).with_child(x)
+}
+
+/// Run one MAM query (`q`, a `<query/>` of namespace `xmlns`) on the archive of `account`
+/// (a user's bare JID, or a room's): the messages to send, in order, and the `<fin/>` for the
+/// IQ result. Shared by the user archive and MUC rooms.
+pub fn run_query(
+    storage: &dyn crate::storage::Storage,
+    account: &str,
+    q: &Element,
+    xmlns: &'static str,
+) -> Result<(Vec<ArchivedMessage>, Element), StanzaError> {
+    let exists = |id: u64| -> Result<(), StanzaError> {
+        match storage.archive_get(account, id) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StanzaError::item_not_found().with_text("no such archive id")),
+            Err(e) => Err(storage_failed("mam", e)),
+        }
+    };
+    let id_value = |s: &str| -> Result<u64, StanzaError> {
+        let id = parse_id(s.trim())
+            .ok_or_else(|| StanzaError::item_not_found().with_text("no such archive id"))?;
+        exists(id)?;
+        Ok(id)
+    };
+    let mut query = ArchiveQuery {
+        limit: DEFAULT_PAGE,
+        ..Default::default()
+    };
+    let mut ids: Option<Vec<u64>> = None;
+    if let Some(form) = q.child("x", ns::DATA_FORMS) {
+        for field in form.elements().filter(|e| e.is("field", ns::DATA_FORMS)) {
+            let values: Vec<String> = field
+                .elements()
+                .filter(|e| e.is("value", ns::DATA_FORMS))
+                .map(|v| v.text())
+                .collect();
+            let value = values
+                .first()
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default();
+            let extended = xmlns == NS;
+            match field.attr("var").unwrap_or("") {
+                "FORM_TYPE" => {
+                    if value != xmlns {
+                        return Err(StanzaError::bad_request().with_text("wrong FORM_TYPE"));
+                    }
+                }
+                "with" if !value.is_empty() => {
+                    let j = Jid::parse(&value).map_err(|_| StanzaError::jid_malformed())?;
+                    query.with = Some(j.to_string());
+                }
+                "start" if !value.is_empty() => {
+                    query.start = Some(parse_stamp(&value).ok_or_else(|| {
+                        StanzaError::bad_request().with_text("start is not a XEP-0082 DateTime")
+                    })?);
+                }
+                "end" if !value.is_empty() => {
+                    query.end = Some(parse_stamp(&value).ok_or_else(|| {
+                        StanzaError::bad_request().with_text("end is not a XEP-0082 DateTime")
+                    })?);
+                }
+                "after-id" if extended && !value.is_empty() => {
+                    query.after = Some(id_value(&value)?);
+                }
+                "before-id" if extended && !value.is_empty() => {
+                    query.before = Some(id_value(&value)?);
+                }
+                "ids" if extended => {
+                    ids = Some(
+                        values
+                            .iter()
+                            .map(|v| id_value(v))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    );
+                }
+                "with" | "start" | "end" | "after-id" | "before-id" if xmlns == NS => {}
+                "with" | "start" | "end" => {}
+                other => {
+                    return Err(StanzaError::feature_not_implemented()
+                        .with_text(format!("unknown field {other:?}")))
+                }
+            }
+        }
+    }
+    if let Some(set) = q.child("set", NS_RSM) {
+        if let Some(max) = set.child_text("max", NS_RSM) {
+            let max: usize = max
+                .trim()
+                .parse()
+                .map_err(|_| StanzaError::bad_request().with_text("max is not a number"))?;
+            query.limit = max.min(MAX_PAGE);
+        }
+        if let Some(after) = set.child_text("after", NS_RSM) {
+            let id = id_value(&after)?;
+            query.after = Some(query.after.map_or(id, |a| a.max(id)));
+        }
+        if let Some(before) = set.child("before", NS_RSM) {
+            query.from_end = true;
+            let text = before.text();
+            if !text.trim().is_empty() {
+                let id = id_value(&text)?;
+                query.before = Some(query.before.map_or(id, |b| b.min(id)));
+            }
+        }
+    }
+    let flip = q.child("flip-page", xmlns).is_some();
+    let (mut items, complete) = match ids {
+        Some(ids) => {
+            let mut items = Vec::new();
+            for id in ids {
+                if let Some(m) = storage
+                    .archive_get(account, id)
+                    .map_err(|e| storage_failed("mam", e))?
+                {
+                    items.push(m);
+                }
+            }
+            items.sort_by_key(|m| m.id);
+            items.dedup_by_key(|m| m.id);
+            (items, true)
+        }
+        None => {
+            let page = storage
+                .archive_query(account, &query)
+                .map_err(|e| storage_failed("mam", e))?;
+            (page.items, page.complete)
+        }
+    };
+    let whole = complete && query.after.is_none() && query.before.is_none();
+    if flip {
+        items.reverse();
+    }
+    let mut set = Element::new("set", NS_RSM);
+    if let (Some(first), Some(last)) = (items.first(), items.last()) {
+        set.push_child(Element::new("first", NS_RSM).with_text(format_id(first.id)));
+        set.push_child(Element::new("last", NS_RSM).with_text(format_id(last.id)));
+    }
+    if whole {
+        set.push_child(Element::new("count", NS_RSM).with_text(items.len().to_string()));
+    }
+    let mut fin = Element::new("fin", xmlns).with_child(set);
+    if complete {
+        fin.set_attr("complete", "true");
+    }
+    Ok((items, fin))
+}
+
+/// `<message from=archive to=requester><result queryid id><forwarded><delay/><message/>
+/// </forwarded>` (`None` when the stored stanza is damaged).
+pub fn result_message(
     m: &ArchivedMessage,
+    from: &Jid,
     to: &Jid,
     queryid: Option<&str>,
     xmlns: &'static str,
@@ -520,7 +533,7 @@ fn result_message(
         .with_child(forwarded);
     Some(Stanza(
         Element::new("message", ns::CLIENT)
-            .with_attr("from", to.to_bare().to_string())
+            .with_attr("from", from.to_string())
             .with_attr("to", to.to_string())
             .with_attr("id", crate::c2s::random_id())
             .with_child(result),

@@ -88,6 +88,11 @@ pub trait Archive {
     fn archive_get(&self, _account: &str, _id: u64) -> Result<Option<ArchivedMessage>> {
         Err(no_archive())
     }
+    /// Replace the stored stanza of one message, keeping its id and counterpart (XEP-0425
+    /// tombstones). Returns whether the message existed.
+    fn archive_replace(&self, _account: &str, _id: u64, _xml: &str) -> Result<bool> {
+        Err(no_archive())
+    }
     /// The oldest and newest message of an account's archive.
     fn archive_bounds(&self, _account: &str) -> Result<Option<(ArchivedMessage, ArchivedMessage)>> {
         Err(no_archive())
@@ -324,6 +329,14 @@ pub(crate) fn conformance(store: &dyn Archive) {
     assert_eq!(m.xml, "<message id='7'/>");
     assert_eq!(m.with, "carol@example.org");
     assert!(store.archive_get(a, 3).unwrap().is_none());
+    // Replacing keeps id and counterpart.
+    assert!(store.archive_replace(a, ids[7], "<tomb/>").unwrap());
+    let m = store.archive_get(a, ids[7]).unwrap().unwrap();
+    assert_eq!(
+        (m.xml.as_str(), m.with.as_str()),
+        ("<tomb/>", "carol@example.org")
+    );
+    assert!(!store.archive_replace(a, 3, "<tomb/>").unwrap());
     let (lo, hi) = store.archive_bounds(a).unwrap().unwrap();
     assert_eq!((lo.id, hi.id), (ids[0], late));
     // Retention.

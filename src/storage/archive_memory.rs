@@ -101,6 +101,17 @@ impl Archive for MemoryStore {
             .map(|m| message(id, m)))
     }
 
+    fn archive_replace(&self, account: &str, id: u64, xml: &str) -> Result<bool> {
+        let mut map = self.archive.lock()?;
+        match map.get_mut(account).and_then(|a| a.messages.get_mut(&id)) {
+            Some(m) => {
+                m.1 = xml.to_string();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     fn archive_bounds(&self, account: &str) -> Result<Option<(ArchivedMessage, ArchivedMessage)>> {
         let map = self.archive.lock()?;
         let Some(a) = map.get(account) else {

@@ -196,6 +196,24 @@ impl Archive for SledStore {
         }
     }
 
+    fn archive_replace(&self, account: &str, id: u64, xml: &str) -> Result<bool> {
+        let key = with_id(prefix(account)?, id);
+        // Under the append lock, so a replace cannot interleave with an append's two inserts.
+        let _guard = self
+            .archive_lock
+            .lock()
+            .map_err(|_| StorageError("archive lock poisoned".into()))?;
+        let Some(old) = self.archive.get(key.as_slice()).map_err(db_err)? else {
+            return Ok(false);
+        };
+        let m = decode(&key, id, &old)?;
+        let value = encode(&m.with, xml)?;
+        self.archive
+            .insert(key.as_slice(), value.as_slice())
+            .map_err(db_err)?;
+        Ok(true)
+    }
+
     fn archive_bounds(&self, account: &str) -> Result<Option<(ArchivedMessage, ArchivedMessage)>> {
         let p = prefix(account)?;
         let mut it = self.archive.scan_prefix(&p);

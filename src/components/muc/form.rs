@@ -39,6 +39,9 @@ pub struct RoomConfig {
     pub allow_invites: bool,
     /// Most occupants (admins and owners may always enter); 0 means no limit.
     pub max_users: usize,
+    /// Groupchat messages are kept in the room's message archive (XEP-0313), the form field
+    /// Prosody also uses: `muc#roomconfig_enablearchiving`.
+    pub archiving: bool,
 }
 
 impl Default for RoomConfig {
@@ -56,6 +59,7 @@ impl Default for RoomConfig {
             change_subject: false,
             allow_invites: false,
             max_users: 0,
+            archiving: true,
         }
     }
 }
@@ -178,6 +182,12 @@ impl RoomConfig {
             bool_str(self.allow_invites),
         ));
         x.push_child(field(
+            "muc#roomconfig_enablearchiving",
+            Some("boolean"),
+            Some("Archive messages (XEP-0313)"),
+            bool_str(self.archiving),
+        ));
+        x.push_child(field(
             "muc#roomconfig_maxusers",
             Some("text-single"),
             Some("Most occupants (0: no limit)"),
@@ -247,6 +257,7 @@ impl RoomConfig {
                 }
                 "muc#roomconfig_changesubject" => next.change_subject = b()?,
                 "muc#roomconfig_allowinvites" => next.allow_invites = b()?,
+                "muc#roomconfig_enablearchiving" => next.archiving = b()?,
                 "muc#roomconfig_maxusers" => {
                     next.max_users = if v.trim() == "none" || v.trim().is_empty() {
                         0
@@ -311,6 +322,7 @@ mod tests {
             change_subject: true,
             allow_invites: true,
             max_users: 30,
+            archiving: false,
         };
         let mut form = c.to_form(&[], &[]);
         form.set_attr("type", "submit");

@@ -18,10 +18,11 @@
 //! # Storage
 //! Persistent rooms (configuration, affiliations, subject, occupant-id salt) are kept as JSON
 //! in the keyed item store [`ROOM_STORE`] under the service domain, one key per room, saved
-//! after every change and loaded at start. History is kept in memory only (it is lost on a
-//! restart; MUC MAM is not implemented).
+//! after every change and loaded at start. Messages are archived per room ([`mam`], XEP-0313);
+//! the join history of a persistent room is reloaded from its archive at start.
 
 pub mod form;
+pub mod mam;
 pub mod room;
 
 use std::collections::HashMap;
@@ -52,9 +53,16 @@ pub mod ns_muc {
 }
 use ns_muc::*;
 
-/// Disco features of the service (rooms add the `muc_*` room features and XEP-0410).
-pub const SERVICE_FEATURES: &[&str] =
-    &[ns::DISCO_INFO, ns::DISCO_ITEMS, MUC, OCCUPANT_ID, ns::PING];
+/// Disco features of the service (rooms add the `muc_*` room features and XEP-0410; rooms
+/// archive, XEP-0313, unless configured not to).
+pub const SERVICE_FEATURES: &[&str] = &[
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    MUC,
+    OCCUPANT_ID,
+    ns::PING,
+    mam::NS_MAM,
+];
 
 type RoomRef = Arc<Mutex<Room>>;
 
@@ -89,7 +97,9 @@ impl MucService {
                         tracing::error!(room = %name, "a stored room has an invalid name; skipped");
                         continue;
                     };
-                    rooms.insert(name, Arc::new(Mutex::new(Room::new(jid, stored))));
+                    let mut room = Room::new(jid, stored);
+                    room.load_history(&*storage, config.muc.max_history);
+                    rooms.insert(name, Arc::new(Mutex::new(room)));
                 }
             }
             Err(e) => tracing::error!(error = %e, %domain, "loading rooms failed"),
@@ -109,6 +119,7 @@ impl MucService {
         Ctx {
             max_history: self.config.muc.max_history,
             now: time::OffsetDateTime::now_utc(),
+            archive: Some(self.storage.clone()),
         }
     }
 
@@ -246,6 +257,9 @@ impl MucService {
             }
             ("query", ns::DISCO_ITEMS, true) => Ok(Some(Element::new("query", ns::DISCO_ITEMS))),
             ("ping", ns::PING, true) => Ok(None),
+            ("moderate", mam::NS_MODERATE, false) => {
+                room.moderate(from, payload, &self.ctx(), out).map(|_| None)
+            }
             ("query", MUC_ADMIN, true) => room.admin_get(from, payload).map(Some),
             ("query", MUC_ADMIN, false) => room.admin_set(from, payload, out).map(|_| None),
             ("query", MUC_OWNER, get) => {
@@ -365,6 +379,9 @@ impl MucService {
             (StanzaKind::Message, Some(nick)) => {
                 room.message_to_occupant(&from, nick, &stanza, &mut out)
             }
+            (StanzaKind::Iq, None) if is_mam_query(&stanza) && !room.locked => {
+                room.mam_query(&from, &stanza, &ctx, &mut out);
+            }
             (StanzaKind::Iq, None) => {
                 if stanza.is_iq_request() {
                     let reply = match self.room_iq(&mut room, &from, &stanza, &mut out) {
@@ -380,6 +397,14 @@ impl MucService {
         self.settle(&name, &mut room);
         out
     }
+}
+
+/// A XEP-0313 query to a room (answered with messages before the IQ result).
+fn is_mam_query(stanza: &Stanza) -> bool {
+    stanza.is_iq_request()
+        && stanza
+            .iq_payload()
+            .is_some_and(|p| p.name == "query" && (p.ns == mam::NS_MAM || p.ns == mam::NS_MAM1))
 }
 
 impl Component for MucService {

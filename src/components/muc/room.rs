@@ -21,6 +21,7 @@ use super::ns_muc::*;
 use crate::jid::Jid;
 use crate::proto::shared::SharedStanza;
 use crate::proto::{ns, Stanza, StanzaError};
+use crate::storage::Storage;
 use crate::xml::Element;
 
 /// What the room asks the service to send.
@@ -120,16 +121,20 @@ struct Occupant {
     occupant_id: String,
 }
 
-struct HistoryItem {
-    el: Element,
-    stamp: OffsetDateTime,
-    chars: usize,
+pub(super) struct HistoryItem {
+    pub(super) el: Element,
+    pub(super) stamp: OffsetDateTime,
+    pub(super) chars: usize,
+    /// The message's id in the room archive (XEP-0313), when archived.
+    pub(super) archive_id: Option<u64>,
 }
 
 /// Service-wide values a room needs.
 pub struct Ctx {
     pub max_history: usize,
     pub now: OffsetDateTime,
+    /// The store holding room archives (XEP-0313); `None`: nothing is archived.
+    pub archive: Option<Arc<dyn Storage>>,
 }
 
 /// Extra content of the `<item/>` and `<x/>` in a presence.
@@ -154,7 +159,7 @@ pub struct Room {
     pub destroyed: bool,
     occupants: BTreeMap<String, Occupant>,
     by_jid: HashMap<Jid, String>,
-    history: VecDeque<HistoryItem>,
+    pub(super) history: VecDeque<HistoryItem>,
 }
 
 fn muc_user_x() -> Element {
@@ -241,12 +246,12 @@ impl Room {
         }
     }
 
-    fn occupant_jid(&self, nick: &str) -> Jid {
+    pub(super) fn occupant_jid(&self, nick: &str) -> Jid {
         Jid::from_parts(self.jid.node(), self.jid.domain(), Some(nick))
             .unwrap_or_else(|_| self.jid.clone())
     }
 
-    fn occupant_id(&self, bare: &Jid) -> String {
+    pub(super) fn occupant_id(&self, bare: &Jid) -> String {
         let mut h = Sha256::new();
         h.update(self.salt.as_bytes());
         h.update(b"\0");
@@ -259,11 +264,17 @@ impl Room {
         self.by_jid.get(real).map(String::as_str)
     }
 
+    /// The nick, role and occupant id of a real JID in the room.
+    pub(super) fn occupant_of(&self, real: &Jid) -> Option<(String, Role, String)> {
+        let o = self.occupants.get(self.by_jid.get(real)?)?;
+        Some((o.nick.clone(), o.role, o.occupant_id.clone()))
+    }
+
     fn sees_jids(&self, viewer: &Occupant) -> bool {
         self.config.whois_anyone || viewer.role == Role::Moderator
     }
 
-    fn all_jids(&self) -> Vec<Jid> {
+    pub(super) fn all_jids(&self) -> Vec<Jid> {
         self.occupants
             .values()
             .flat_map(|o| o.jids.iter().cloned())
@@ -767,12 +778,27 @@ impl Room {
         el.push_child(
             Element::new("occupant-id", OCCUPANT_ID).with_attr("id", occ.occupant_id.clone()),
         );
+        // XEP-0359: only the room may claim its own stanza ids.
+        let room_bare = self.jid.to_string();
+        el.remove_children(|c| {
+            c.is("stanza-id", super::mam::NS_SID) && c.attr("by") == Some(room_bare.as_str())
+        });
+        let archive_id = match (&ctx.archive, self.config.archiving) {
+            (Some(store), true) if super::mam::archivable(&el) => {
+                super::mam::append(&**store, &self.jid, &el)
+            }
+            _ => None,
+        };
+        if let Some(id) = archive_id {
+            el.push_child(super::mam::stanza_id(&self.jid, id));
+        }
         if body.is_some() && self.config.history_length > 0 {
             let chars = el.approx_size();
             self.history.push_back(HistoryItem {
                 el: el.clone(),
                 stamp: ctx.now,
                 chars,
+                archive_id,
             });
             let keep = self.config.history_length.min(ctx.max_history);
             while self.history.len() > keep {
@@ -1350,7 +1376,12 @@ impl Room {
 
     pub fn features(&self) -> Vec<&'static str> {
         let c = &self.config;
-        vec![
+        let mut f = if c.archiving {
+            super::mam::ROOM_FEATURES.to_vec()
+        } else {
+            Vec::new()
+        };
+        f.extend([
             ns::DISCO_INFO,
             ns::DISCO_ITEMS,
             MUC,
@@ -1383,7 +1414,8 @@ impl Room {
                 "muc_semianonymous"
             },
             if c.public { "muc_public" } else { "muc_hidden" },
-        ]
+        ]);
+        f
     }
 
     pub fn disco_info(&self) -> Element {
@@ -1473,6 +1505,7 @@ mod tests {
         Ctx {
             max_history: 50,
             now: OffsetDateTime::now_utc(),
+            archive: None,
         }
     }
 
