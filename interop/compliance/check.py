@@ -42,13 +42,13 @@ CHECKS = [
     ("XEP-0237: Roster Versioning", "stream", None, ["{urn:xmpp:features:rosterver}ver"], "Conversations", None),
     ("XEP-0280: Message Carbons", "disco", "server", ["urn:xmpp:carbons:2"], "Conversations", None),
     ("XEP-0191: Blocking Command", "disco", "server", ["urn:xmpp:blocking"], "Conversations", None),
-    ("XEP-0045: Multi-User Chat", "service", None, ["http://jabber.org/protocol/muc"], "Conversations", "issue 6"),
+    ("XEP-0045: Multi-User Chat", "service", None, ["http://jabber.org/protocol/muc"], "Conversations", None),
     ("XEP-0198: Stream Management", "stream", None, ["{urn:xmpp:sm:3}sm"], "Conversations", None),
     ("XEP-0313: Message Archive Management", "disco", "server|account",
      ["urn:xmpp:mam:0", "urn:xmpp:mam:1", "urn:xmpp:mam:2"], "Conversations", None),
     ("XEP-0352: Client State Indication", "stream", None, ["{urn:xmpp:csi:0}csi"], "Conversations", None),
-    ("XEP-0363: HTTP File Upload", "service", None, ["urn:xmpp:http:upload:0", "urn:xmpp:http:upload"], "Conversations", "issue 6"),
-    ("XEP-0065: SOCKS5 Bytestreams (Proxy)", "service", None, ["http://jabber.org/protocol/bytestreams"], "Conversations", "issue 6"),
+    ("XEP-0363: HTTP File Upload", "service", None, ["urn:xmpp:http:upload:0", "urn:xmpp:http:upload"], "Conversations", None),
+    ("XEP-0065: SOCKS5 Bytestreams (Proxy)", "service", None, ["http://jabber.org/protocol/bytestreams"], "Conversations", None),
     ("XEP-0357: Push Notifications", "disco", "account", ["urn:xmpp:push:0"], "Conversations", None),
     # The tester's wider suite.
     ("XEP-0384: OMEMO Encryption", "custom", "omemo", None, "Everything", None),
@@ -57,8 +57,8 @@ CHECKS = [
     ("XEP-0368: XMPP over TLS (Direct TLS port)", "custom", "direct_tls", None, "Everything", None),
     ("XEP-0398: Avatar Conversion", "disco", "server|account", ["urn:xmpp:pep-vcard-conversion:0"], "Everything", None),
     ("XEP-0411: Bookmarks Conversion", "disco", "server|account", ["urn:xmpp:bookmarks-conversion:0"], "Everything", None),
-    ("XEP-0215: External Service Discovery", "disco", "server", ["urn:xmpp:extdisco:2", "urn:xmpp:extdisco:1"], "Everything", "issue 6"),
-    ("XEP-0313: MAM for group chat", "custom", "mam_muc", None, "Everything", "issue 6"),
+    ("XEP-0215: External Service Discovery", "disco", "server", ["urn:xmpp:extdisco:2", "urn:xmpp:extdisco:1"], "Everything", None),
+    ("XEP-0313: MAM for group chat", "custom", "mam_muc", None, "Everything", None),
 ]
 
 
