@@ -289,9 +289,7 @@ impl Module for BlockingModule {
                 }
                 // Subscription answers and unavailable presence still leave (a user may
                 // cancel a subscription with a blocked contact); everything else is held.
-                if stanza.kind() == StanzaKind::Presence
-                    && matches!(stanza.type_attr(), Some("unsubscribe" | "unsubscribed"))
-                {
+                if cancels_subscription(stanza) {
                     return Flow::Continue;
                 }
                 if !self.blocks(ctx, at.account, &to) {
@@ -310,7 +308,7 @@ impl Module for BlockingModule {
                 let Ok(Some(to)) = stanza.to() else {
                     return Flow::Continue;
                 };
-                if matches!(stanza.type_attr(), Some("unsubscribe" | "unsubscribed")) {
+                if cancels_subscription(stanza) {
                     return Flow::Continue;
                 }
                 if self.blocks(ctx, at.account, &to) {
@@ -342,6 +340,13 @@ impl Module for BlockingModule {
             }
         }
     }
+}
+
+/// Presence cancelling a subscription: it leaves even to a blocked JID (a user may end a
+/// subscription with a contact they blocked).
+fn cancels_subscription(stanza: &Stanza) -> bool {
+    stanza.kind() == StanzaKind::Presence
+        && matches!(stanza.type_attr(), Some("unsubscribe" | "unsubscribed"))
 }
 
 #[cfg(test)]
