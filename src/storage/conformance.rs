@@ -239,6 +239,13 @@ fn offline(s: &dyn Storage) {
     assert!(next > other);
     let listed: Vec<u64> = s.list_offline(a).unwrap().iter().map(|p| p.0).collect();
     assert_eq!(listed, [seqs[0], seqs[2], next]);
+    // A count taken, then a store: the count follows (backends may keep counts).
+    assert_eq!(s.count_offline(a).unwrap(), 3);
+    s.push_offline(a, "<message><body>5</body></message>")
+        .unwrap();
+    assert_eq!(s.count_offline(a).unwrap(), 4);
+    let listed: Vec<u64> = s.list_offline(a).unwrap().iter().map(|p| p.0).collect();
+    assert_eq!(listed.len(), 4);
 
     s.remove_offline(a, &listed).unwrap();
     assert_eq!(s.count_offline(a).unwrap(), 0);
@@ -331,6 +338,7 @@ fn delete_removes_everything(s: &dyn Storage) {
         .unwrap();
     s.push_offline(a, "<message/>").unwrap();
     s.push_offline(neighbour, "<message/>").unwrap();
+    assert_eq!(s.count_offline(a).unwrap(), 1); // counted before the deletion
     s.put_item(stores::VCARD, neighbour, "", "<vCard xmlns='vcard-temp'/>")
         .unwrap();
     assert!(s.get_item(stores::VCARD, a, "").unwrap().is_some());

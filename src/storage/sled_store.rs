@@ -220,6 +220,12 @@ pub struct SledStore {
     pub(super) archive_lock: Mutex<std::collections::HashMap<Vec<u8>, u64>>,
     /// Serialises account creation, deletion and credential changes.
     account_lock: Mutex<()>,
+    /// Number of stored offline messages per account, for the accounts counted since they were
+    /// last emptied: the quota check before every offline store would otherwise scan the
+    /// account's whole queue. Held while an offline message is inserted, so a count and the
+    /// tree never disagree; an entry is dropped when messages are removed (the next count
+    /// scans again, once).
+    offline_counts: Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -272,6 +278,7 @@ impl SledStore {
             path: path.to_path_buf(),
             db,
             account_lock: Mutex::new(()),
+            offline_counts: Mutex::new(Default::default()),
         })
     }
 
@@ -284,6 +291,14 @@ impl SledStore {
         self.account_lock
             .lock()
             .map_err(|_| StorageError("account lock poisoned".into()))
+    }
+
+    fn lock_offline_counts(
+        &self,
+    ) -> Result<MutexGuard<'_, std::collections::HashMap<String, usize>>> {
+        self.offline_counts
+            .lock()
+            .map_err(|_| StorageError("offline count lock poisoned".into()))
     }
 
     fn flush_db(&self) -> Result<()> {
@@ -306,7 +321,11 @@ impl SledStore {
         self.roster_versions
             .remove(account.as_bytes())
             .map_err(db_err)?;
-        Self::remove_prefix(&self.offline, &prefix)?;
+        {
+            let mut counts = self.lock_offline_counts()?;
+            Self::remove_prefix(&self.offline, &prefix)?;
+            counts.remove(account);
+        }
         Self::remove_prefix(&self.items, &prefix)?;
         self.purge_archive(account)?;
         Ok(())
@@ -522,9 +541,15 @@ impl Storage for SledStore {
         // Validate the key before spending an ID.
         account_prefix(account)?;
         let seq = self.db.generate_id().map_err(db_err)?.saturating_add(1);
-        self.offline
-            .insert(offline_key(account, seq)?, stanza_xml.as_bytes())
-            .map_err(db_err)?;
+        {
+            let mut counts = self.lock_offline_counts()?;
+            self.offline
+                .insert(offline_key(account, seq)?, stanza_xml.as_bytes())
+                .map_err(db_err)?;
+            if let Some(n) = counts.get_mut(account) {
+                *n += 1;
+            }
+        }
         self.flush_db()?;
         Ok(seq)
     }
@@ -548,17 +573,26 @@ impl Storage for SledStore {
         for &seq in seqs {
             batch.remove(offline_key(account, seq)?);
         }
-        self.offline.apply_batch(batch).map_err(db_err)?;
+        {
+            let mut counts = self.lock_offline_counts()?;
+            self.offline.apply_batch(batch).map_err(db_err)?;
+            counts.remove(account);
+        }
         self.flush_db()
     }
 
     fn count_offline(&self, account: &str) -> Result<usize> {
         let prefix = account_prefix(account)?;
+        let mut counts = self.lock_offline_counts()?;
+        if let Some(&n) = counts.get(account) {
+            return Ok(n);
+        }
         let mut n = 0;
         for key in self.offline.scan_prefix(&prefix).keys() {
             key.map_err(db_err)?;
             n += 1;
         }
+        counts.insert(account.to_string(), n);
         Ok(n)
     }
 

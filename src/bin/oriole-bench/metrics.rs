@@ -101,12 +101,19 @@ pub fn cpu_between(a: &CpuSnap, b: &CpuSnap) -> CpuUse {
     }
 }
 
+/// The quantiles written into a `RESULT` line's `cdf` field (for the latency CDF plot).
+const CDF_QUANTILES: &[f64] = &[
+    0.01, 0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.95, 0.99, 0.999,
+];
+
 /// Percentiles of microsecond samples.
 pub struct Percentiles {
     pub count: usize,
     pub p50: u32,
     pub p99: u32,
     pub max: u32,
+    /// `quantile:milliseconds` pairs joined by commas, ending with `1:max`: a compact CDF.
+    pub cdf: String,
 }
 
 pub fn percentiles(mut v: Vec<u32>) -> Percentiles {
@@ -118,11 +125,18 @@ pub fn percentiles(mut v: Vec<u32>) -> Percentiles {
             v[((q * v.len() as f64) as usize).min(v.len() - 1)]
         }
     };
+    let max = v.last().copied().unwrap_or(0);
+    let mut cdf: Vec<String> = CDF_QUANTILES
+        .iter()
+        .map(|&q| format!("{q}:{}", ms(at(q))))
+        .collect();
+    cdf.push(format!("1:{}", ms(max)));
     Percentiles {
         count: v.len(),
         p50: at(0.50),
         p99: at(0.99),
-        max: v.last().copied().unwrap_or(0),
+        max,
+        cdf: cdf.join(","),
     }
 }
 
@@ -139,6 +153,8 @@ mod tests {
     fn percentiles_of_known_samples() {
         let p = percentiles((1..=100).rev().collect());
         assert_eq!((p.count, p.p50, p.p99, p.max), (100, 51, 100, 100));
+        assert!(p.cdf.starts_with("0.01:0.00,0.05:0.01,"), "{}", p.cdf);
+        assert!(p.cdf.ends_with(",0.999:0.10,1:0.10"), "{}", p.cdf);
         let e = percentiles(Vec::new());
         assert_eq!((e.count, e.p50, e.max), (0, 0, 0));
     }

@@ -513,6 +513,7 @@ pub async fn chat(ctx: &Ctx, o: ChatOpts) -> Result<(), String> {
             ("p99_ms", ms(p.p99)),
             ("max_ms", ms(p.max)),
             ("samples", p.count.to_string()),
+            ("cdf_ms", p.cdf.clone()),
             ("sent", total.sent.to_string()),
             ("lost", lost.to_string()),
             ("errors", total.errors.to_string()),
