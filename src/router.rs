@@ -54,6 +54,8 @@ pub fn route(state: &Arc<ServerState>, mut stanza: Stanza) {
                         dir: Direction::Leaving,
                         account: &account,
                         session: None,
+                        to: Some(&to),
+                        from: Some(&from),
                     };
                     if state.modules.run_hooks(at, &mut stanza) == Flow::Stop {
                         return;
@@ -93,10 +95,13 @@ pub fn route(state: &Arc<ServerState>, mut stanza: Stanza) {
             return;
         }
     }
+    let from = stanza.from().ok().flatten();
     let at = HookPoint {
         dir: Direction::Inbound,
         account: &bare,
         session: None,
+        to: Some(&to),
+        from: from.as_ref(),
     };
     if state.modules.run_hooks(at, &mut stanza) == Flow::Stop {
         return;

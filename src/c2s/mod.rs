@@ -1219,6 +1219,8 @@ impl Connection {
             dir: Direction::Sent,
             account: &full.to_bare(),
             session: Some(full),
+            to: to.as_ref(),
+            from: Some(full),
         };
         if state.modules.run_hooks(at, &mut stanza) == Flow::Stop {
             return Ok(());

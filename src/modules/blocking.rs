@@ -281,7 +281,7 @@ impl Module for BlockingModule {
     fn on_stanza(&self, ctx: &ModuleContext, at: HookPoint<'_>, stanza: &mut Stanza) -> Flow {
         match at.dir {
             Direction::Sent => {
-                let Ok(Some(to)) = stanza.to() else {
+                let Some(to) = at.to else {
                     return Flow::Continue;
                 };
                 if to.node().is_none() && ctx.config.hosts(to.domain()) {
@@ -292,7 +292,7 @@ impl Module for BlockingModule {
                 if cancels_subscription(stanza) {
                     return Flow::Continue;
                 }
-                if !self.blocks(ctx, at.account, &to) {
+                if !self.blocks(ctx, at.account, to) {
                     return Flow::Continue;
                 }
                 if answerable(stanza) {
@@ -305,20 +305,20 @@ impl Module for BlockingModule {
             // Presence the server sends for the account to another server: not to a JID the
             // account blocked (local recipients are covered by their Inbound check).
             Direction::Leaving => {
-                let Ok(Some(to)) = stanza.to() else {
+                let Some(to) = at.to else {
                     return Flow::Continue;
                 };
                 if cancels_subscription(stanza) {
                     return Flow::Continue;
                 }
-                if self.blocks(ctx, at.account, &to) {
+                if self.blocks(ctx, at.account, to) {
                     Flow::Stop
                 } else {
                     Flow::Continue
                 }
             }
             Direction::Inbound => {
-                let Ok(Some(from)) = stanza.from() else {
+                let Some(from) = at.from else {
                     return Flow::Continue;
                 };
                 if from.to_bare() == *at.account
@@ -326,7 +326,7 @@ impl Module for BlockingModule {
                 {
                     return Flow::Continue;
                 }
-                let blocked = self.blocks(ctx, at.account, &from)
+                let blocked = self.blocks(ctx, at.account, from)
                     || (stanza.kind() == StanzaKind::Presence
                         && self.blocks(ctx, &from.to_bare(), at.account));
                 if !blocked {

@@ -52,12 +52,20 @@ pub enum Flow {
     Stop,
 }
 
-/// Where a hook runs: the direction and the local account concerned (`user@domain`), and for
-/// [`Direction::Sent`] the sending session's full JID.
+/// Where a hook runs: the direction and the local account concerned (`user@domain`), for
+/// [`Direction::Sent`] the sending session's full JID, and the stanza's addresses.
+///
+/// `to` and `from` are parsed once by the caller for all the hooks (parsing them again in
+/// each hook was ~13 % of a chat message's CPU); `None` when the attribute is absent or not a
+/// valid JID. Hooks do not change a stanza's `to` or `from`.
 #[derive(Debug, Clone, Copy)]
 pub struct HookPoint<'a> {
     pub dir: Direction,
     pub account: &'a Jid,
     /// The sending session (for [`Direction::Sent`]).
     pub session: Option<&'a Jid>,
+    /// The stanza's `to`.
+    pub to: Option<&'a Jid>,
+    /// The stanza's `from`.
+    pub from: Option<&'a Jid>,
 }

@@ -16,7 +16,10 @@
 //!   `<no-store/>` or `<no-permanent-store/>` hint (XEP-0334), nor carbons or MAM results.
 //! - Preferences decide per counterpart: `<never/>` list, `<always/>` list, then the
 //!   default (`always`, `roster`: contacts in the roster only, `never`). Accounts without
-//!   preferences use `[mam] default`.
+//!   preferences use `[mam] default`. Each account's stored preferences (or their absence)
+//!   are cached in memory after the first read, so a message costs no storage read when the
+//!   archive is off; the cache entry is replaced when the account sets preferences and
+//!   dropped when the account is deleted ([`ModuleEvent::AccountDeleted`]).
 //! - Retention: with `[mam] retention_days` set, messages older than that are deleted, checked
 //!   at most hourly, off the reactor.
 //!
@@ -34,7 +37,8 @@
 //! Archive ids are time-ordered, unique per account and never change; the same id is the
 //! MAM result id and the `stanza-id` the recipient saw.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -42,7 +46,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ArchiveDefault, Config};
 use crate::jid::Jid;
 use crate::modules::services::{load_stored, storage_failed};
-use crate::modules::{Direction, Flow, HookPoint, IqRequest, IqResult, Module, ModuleContext};
+use crate::modules::{
+    Direction, Flow, HookPoint, IqRequest, IqResult, Module, ModuleContext, ModuleEvent,
+};
 use crate::proto::{ns, Stanza, StanzaError, StanzaKind};
 use crate::storage::archive::{format_id, parse_id, ArchiveQuery, ArchivedMessage};
 use crate::xml::Element;
@@ -80,15 +86,26 @@ pub fn archive_metadata(
 }
 
 pub struct MamModule {
-    default: ArchiveDefault,
+    /// What accounts without stored preferences get (`[mam] default`).
+    default_prefs: Arc<Prefs>,
     retention: Option<Duration>,
     last_purge: Mutex<Option<Instant>>,
+    /// Stored preferences by account bare JID once read; `None`: the account stored none.
+    /// Reads from storage and writes to it happen under this lock, so a concurrent change
+    /// of preferences cannot be overwritten in the cache by an older read.
+    prefs_cache: Mutex<HashMap<String, Option<Arc<Prefs>>>>,
 }
 
 impl MamModule {
     pub fn new(config: &Config) -> MamModule {
+        let default: ArchiveDefault = config.mam.default;
         MamModule {
-            default: config.mam.default,
+            default_prefs: Arc::new(Prefs {
+                default: default.as_str().to_string(),
+                always: Vec::new(),
+                never: Vec::new(),
+            }),
+            prefs_cache: Mutex::new(HashMap::new()),
             retention: (config.mam.retention_days > 0)
                 .then(|| Duration::from_secs(u64::from(config.mam.retention_days) * 86_400)),
             last_purge: Mutex::new(None),
@@ -163,22 +180,59 @@ pub fn should_archive(stanza: &Stanza) -> bool {
 }
 
 impl MamModule {
-    fn prefs(&self, ctx: &ModuleContext, account: &Jid) -> Result<Prefs, StanzaError> {
+    fn cache(&self) -> MutexGuard<'_, HashMap<String, Option<Arc<Prefs>>>> {
+        self.prefs_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The account's preferences: cached, else read from storage (and cached). A storage or
+    /// decoding failure is not cached.
+    fn prefs(&self, ctx: &ModuleContext, account: &Jid) -> Result<Arc<Prefs>, StanzaError> {
+        let account = account.bare_string();
+        let mut cache = self.cache();
+        let stored = match cache.get(&account) {
+            Some(cached) => cached.clone(),
+            None => {
+                let stored = Self::read_prefs(ctx, &account)?;
+                cache.insert(account, stored.clone());
+                stored
+            }
+        };
+        Ok(stored.unwrap_or_else(|| self.default_prefs.clone()))
+    }
+
+    fn read_prefs(ctx: &ModuleContext, account: &str) -> Result<Option<Arc<Prefs>>, StanzaError> {
         let stored = ctx
             .storage
-            .get_item(PREFS_STORE, &account.bare_string(), "")
+            .get_item(PREFS_STORE, account, "")
             .map_err(|e| storage_failed("mam", e))?;
-        match stored {
-            Some(json) => serde_json::from_str(&json).map_err(|e| {
-                tracing::error!(error = %e, "stored MAM preferences do not parse");
-                StanzaError::internal_server_error()
-            }),
-            None => Ok(Prefs {
-                default: self.default.as_str().to_string(),
-                always: Vec::new(),
-                never: Vec::new(),
-            }),
-        }
+        stored
+            .map(|json| {
+                serde_json::from_str(&json).map(Arc::new).map_err(|e| {
+                    tracing::error!(error = %e, "stored MAM preferences do not parse");
+                    StanzaError::internal_server_error()
+                })
+            })
+            .transpose()
+    }
+
+    /// Store new preferences and put them in the cache.
+    fn store_prefs(
+        &self,
+        ctx: &ModuleContext,
+        account: &Jid,
+        prefs: Prefs,
+    ) -> Result<(), StanzaError> {
+        let json =
+            serde_json::to_string(&prefs).map_err(|_| StanzaError::internal_server_error())?;
+        let account = account.bare_string();
+        let mut cache = self.cache();
+        // Whatever happens to the write, the cached entry may be stale now.
+        cache.remove(&account);
+        ctx.storage
+            .put_item(PREFS_STORE, &account, "", &json)
+            .map_err(|e| storage_failed("mam", e))?;
+        cache.insert(account, Some(Arc::new(prefs)));
+        Ok(())
     }
 
     /// Whether `account` archives messages exchanged with `with`.
@@ -290,11 +344,7 @@ impl MamModule {
             if prefs.always.len() + prefs.never.len() > 10_000 {
                 return Err(StanzaError::resource_constraint());
             }
-            let json =
-                serde_json::to_string(&prefs).map_err(|_| StanzaError::internal_server_error())?;
-            ctx.storage
-                .put_item(PREFS_STORE, &account.bare_string(), "", &json)
-                .map_err(|e| storage_failed("mam", e))?;
+            self.store_prefs(ctx, &account, prefs)?;
         }
         let prefs = self.prefs(ctx, &account)?;
         let list = |name: &str, jids: &[String]| {
@@ -579,6 +629,14 @@ impl Module for MamModule {
         }
     }
 
+    /// A deleted account's cached preferences must not outlive it (a new account of the same
+    /// name starts with the configured default).
+    fn on_event(&self, _ctx: &ModuleContext, event: &ModuleEvent<'_>) {
+        if let ModuleEvent::AccountDeleted { account } = event {
+            self.cache().remove(&account.bare_string());
+        }
+    }
+
     fn on_stanza(&self, ctx: &ModuleContext, at: HookPoint<'_>, stanza: &mut Stanza) -> Flow {
         if stanza.kind() != StanzaKind::Message {
             return Flow::Continue;
@@ -588,13 +646,12 @@ impl Module for MamModule {
                 strip_stanza_ids(stanza, |by| {
                     Jid::parse(by).is_ok_and(|j| ctx.config.hosts(j.domain()))
                 });
-                let to = match stanza.to() {
-                    Ok(Some(t)) => t,
-                    _ => return Flow::Continue,
+                let Some(to) = at.to else {
+                    return Flow::Continue;
                 };
                 // A message to the account itself is archived once, as inbound.
                 if to.to_bare() != *at.account && should_archive(stanza) {
-                    self.archive(ctx, at.account, &to, stanza);
+                    self.archive(ctx, at.account, to, stanza);
                 }
             }
             Direction::Inbound => {
@@ -607,13 +664,13 @@ impl Module for MamModule {
                     // Ours already: archived when it first arrived.
                     return Flow::Continue;
                 }
-                let Ok(Some(from)) = stanza.from() else {
+                let Some(from) = at.from else {
                     return Flow::Continue;
                 };
                 if !should_archive(stanza) {
                     return Flow::Continue;
                 }
-                if let Some(id) = self.archive(ctx, at.account, &from, stanza) {
+                if let Some(id) = self.archive(ctx, at.account, from, stanza) {
                     stanza.el_mut().push_child(
                         Element::new("stanza-id", NS_SID)
                             .with_attr("by", account)
@@ -675,6 +732,55 @@ mod tests {
             "<message {c} type='error'><body>x</body></message>"
         ))));
         assert!(should_archive(&msg(&format!("<message {c} type='chat'><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>"))));
+    }
+
+    /// Preferences are cached: a change is seen by the next message, and a deleted account's
+    /// preferences do not outlive it.
+    #[test]
+    fn cached_prefs_follow_changes_and_deletion() {
+        use crate::modules::test_support::{call, config, harness, jid};
+        use crate::storage::{archive::Archive, Storage};
+        let mut cfg = config();
+        cfg.mam.default = ArchiveDefault::Always;
+        let mam = MamModule::new(&cfg);
+        let store = std::sync::Arc::new(crate::storage::memory::MemoryStore::new());
+        let h = harness(cfg).with_storage(store.clone());
+        let creds = crate::modules::test_support::fake_credentials("x");
+        store.create_account("alice@example.org", &creds).unwrap();
+        let (account, session, bob) = (
+            jid("alice@example.org"),
+            jid("alice@example.org/r"),
+            jid("bob@example.org"),
+        );
+        // Sends one message; returns the id of the newest archived message.
+        let send = |n: u32| {
+            let mut m = msg(&format!(
+                "<message xmlns='jabber:client' type='chat' from='alice@example.org/r' \
+                 to='bob@example.org'><body>{n}</body></message>"
+            ));
+            let at = HookPoint {
+                dir: Direction::Sent,
+                account: &account,
+                session: Some(&session),
+                to: Some(&bob),
+                from: Some(&session),
+            };
+            mam.on_stanza(&h.ctx, at, &mut m);
+            store
+                .archive_bounds("alice@example.org")
+                .unwrap()
+                .map(|(_, last)| last.id)
+        };
+        let first = send(1).expect("archived by default");
+        let prefs = Element::new("prefs", NS).with_attr("default", "never");
+        call(&mam, &h.ctx, "alice@example.org/r", None, true, prefs).unwrap();
+        assert_eq!(send(2), Some(first), "prefs set to never");
+
+        // Deleted and created again: the configured default applies again.
+        store.delete_account("alice@example.org").unwrap();
+        mam.on_event(&h.ctx, &ModuleEvent::AccountDeleted { account: &account });
+        store.create_account("alice@example.org", &creds).unwrap();
+        assert!(send(3).is_some(), "a new account archives by default");
     }
 
     #[test]

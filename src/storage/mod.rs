@@ -14,6 +14,7 @@
 pub mod archive;
 mod archive_memory;
 mod archive_sled;
+pub mod credentials_codec;
 pub mod memory;
 pub mod sled_store;
 pub mod xep0227;
@@ -24,8 +25,9 @@ use std::collections::BTreeMap;
 use crate::auth::credentials::StoredCredentials;
 
 /// The data layout version this build writes. Stored under a schema key; a backend refuses to
-/// open data with a newer version.
-pub const SCHEMA_VERSION: u32 = 1;
+/// open data with a newer version. 2: credentials in [`credentials_codec`]'s compact form
+/// (schema 1 stored them as JSON; the sled backend migrates it when it opens it).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A storage failure (I/O, corruption, a newer schema).
 #[derive(Debug)]

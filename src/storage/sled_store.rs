@@ -13,7 +13,7 @@
 //! | tree               | key                                   | value                                    |
 //! |--------------------|---------------------------------------|------------------------------------------|
 //! | default            | `schema_version`                      | [`SCHEMA_VERSION`], u32 big-endian       |
-//! | `accounts`         | `domain 0 local`                      | [`StoredCredentials`] as JSON            |
+//! | `accounts`         | `domain 0 local`                      | [`StoredCredentials`], [`credentials_codec`] |
 //! | `roster_items`     | `account 0 contact`                   | [`RosterItem`] as JSON                   |
 //! | `roster_versions`  | `account`                             | roster version, u64 big-endian           |
 //! | `offline`          | `account 0 seq`                       | the stanza, UTF-8 (seq: u64 big-endian)  |
@@ -52,7 +52,11 @@
 //!
 //! The `schema_version` key is written when a new database is created. Opening refuses a
 //! database with a newer version (written by a newer build), an unreadable version, or data
-//! without any version. Values are decoded defensively: a corrupt value is reported as a
+//! without any version. Schema 1 stored credentials as JSON: opening a schema-1 database
+//! rewrites every account's credentials in the compact form of [`credentials_codec`] (one
+//! atomic batch, flushed), then records schema 2, so a build that only knows schema 1 refuses
+//! the database instead of misreading it. Credentials in JSON are still read, should any be
+//! left. Values are decoded defensively: a corrupt value is reported as a
 //! [`StorageError`] naming the tree and key, never a panic.
 //!
 //! sled allows one process per database; a second open fails with a clear error.
@@ -63,6 +67,7 @@ use std::sync::{Mutex, MutexGuard};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Batch, Db, Tree};
 
+use super::credentials_codec;
 use super::{Result, Roster, RosterItem, Storage, StorageError, SCHEMA_VERSION};
 use crate::auth::credentials::StoredCredentials;
 
@@ -192,6 +197,15 @@ fn encode_json<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| StorageError(format!("cannot encode {what}: {e}")))
 }
 
+fn encode_credentials(creds: &StoredCredentials) -> Result<Vec<u8>> {
+    credentials_codec::encode(creds)
+        .map_err(|e| StorageError(format!("cannot encode credentials: {e}")))
+}
+
+fn decode_credentials(key: &[u8], bytes: &[u8]) -> Result<StoredCredentials> {
+    credentials_codec::decode(bytes).map_err(|e| corrupt(TREE_ACCOUNTS, key, e))
+}
+
 fn decode_json<T: serde::de::DeserializeOwned>(tree: &str, key: &[u8], bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(tree, key, e))
 }
@@ -264,9 +278,9 @@ impl SledStore {
                 }
             }
         };
-        check_schema(&db, path)?;
+        let found = check_schema(&db, path)?;
         let tree = |name: &str| db.open_tree(name).map_err(db_err);
-        Ok(SledStore {
+        let store = SledStore {
             accounts: tree(TREE_ACCOUNTS)?,
             roster_items: tree(TREE_ROSTER_ITEMS)?,
             roster_versions: tree(TREE_ROSTER_VERSIONS)?,
@@ -279,7 +293,37 @@ impl SledStore {
             db,
             account_lock: Mutex::new(()),
             offline_counts: Mutex::new(Default::default()),
-        })
+        };
+        if found == SCHEMA_CREDENTIALS_JSON {
+            store.migrate_credentials()?;
+        }
+        Ok(store)
+    }
+
+    /// Schema 1 → 2: rewrite every account's JSON credentials in the compact form, in one
+    /// batch, flush, then record the new schema version (see the module documentation).
+    fn migrate_credentials(&self) -> Result<()> {
+        let mut batch = Batch::default();
+        let mut rewritten = 0usize;
+        for kv in self.accounts.iter() {
+            let (key, value) = kv.map_err(db_err)?;
+            if credentials_codec::is_json(&value) {
+                let creds = decode_credentials(&key, &value)?;
+                batch.insert(key, encode_credentials(&creds)?);
+                rewritten += 1;
+            }
+        }
+        self.accounts.apply_batch(batch).map_err(db_err)?;
+        self.flush_db()?;
+        self.db
+            .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+            .map_err(db_err)?;
+        self.flush_db()?;
+        tracing::info!(
+            accounts = rewritten,
+            "storage schema 1 -> {SCHEMA_VERSION}: credentials stored compactly"
+        );
+        Ok(())
     }
 
     /// The database directory.
@@ -382,8 +426,12 @@ impl SledStore {
     }
 }
 
-/// Write the schema version into a new database, or check the one found.
-fn check_schema(db: &Db, path: &Path) -> Result<()> {
+/// The schema that stored credentials as JSON; opened and migrated.
+const SCHEMA_CREDENTIALS_JSON: u32 = 1;
+
+/// Write the schema version into a new database, or check the one found. Returns the
+/// version found (the current one for a new database).
+fn check_schema(db: &Db, path: &Path) -> Result<u32> {
     match db.get(SCHEMA_KEY).map_err(db_err)? {
         Some(v) => {
             let arr: [u8; 4] = v.as_ref().try_into().map_err(|_| {
@@ -401,14 +449,14 @@ fn check_schema(db: &Db, path: &Path) -> Result<()> {
                     path.display()
                 )));
             }
-            if found != SCHEMA_VERSION {
+            if found != SCHEMA_VERSION && found != SCHEMA_CREDENTIALS_JSON {
                 return Err(StorageError(format!(
                     "database {} has unknown schema version {found} (this build supports \
                      {SCHEMA_VERSION}); refusing to open it",
                     path.display()
                 )));
             }
-            Ok(())
+            Ok(found)
         }
         None => {
             // A new database holds only the (empty) default tree.
@@ -423,7 +471,7 @@ fn check_schema(db: &Db, path: &Path) -> Result<()> {
             db.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
                 .map_err(db_err)?;
             db.flush().map_err(db_err)?;
-            Ok(())
+            Ok(SCHEMA_VERSION)
         }
     }
 }
@@ -433,7 +481,7 @@ impl Storage for SledStore {
         require_account(account)?;
         let key = account_key(account)
             .ok_or_else(|| StorageError(format!("not an account JID: {account:?}")))?;
-        let value = encode_json("credentials", creds)?;
+        let value = encode_credentials(creds)?;
         let _guard = self.lock_accounts()?;
         if self.accounts.contains_key(&key).map_err(db_err)? {
             return Ok(false);
@@ -451,7 +499,7 @@ impl Storage for SledStore {
             return Ok(None);
         };
         match self.accounts.get(&key).map_err(db_err)? {
-            Some(v) => decode_json(TREE_ACCOUNTS, &key, &v).map(Some),
+            Some(v) => decode_credentials(&key, &v).map(Some),
             None => Ok(None),
         }
     }
@@ -467,7 +515,7 @@ impl Storage for SledStore {
         let Some(key) = account_key(account) else {
             return Ok(false);
         };
-        let value = encode_json("credentials", creds)?;
+        let value = encode_credentials(creds)?;
         let _guard = self.lock_accounts()?;
         if !self.accounts.contains_key(&key).map_err(db_err)? {
             return Ok(false);
@@ -742,6 +790,46 @@ mod tests {
         set_schema(&dir, b"garbage");
         let err = SledStore::open(&dir.path().join("db")).unwrap_err();
         assert!(err.0.contains("unreadable schema version"), "{err}");
+    }
+
+    #[test]
+    fn schema_1_json_credentials_are_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = ("alice@example.org", "bob@example.org");
+        let alice = StoredCredentials::derive("alice-pw", 16);
+        let json = serde_json::to_vec(&alice).unwrap();
+        {
+            // What schema 1 left: credentials as JSON, schema version 1.
+            let s = open(&dir);
+            s.create_account(a, &alice).unwrap();
+            s.create_account(b, &creds(2)).unwrap();
+            s.accounts
+                .insert(account_key(a).unwrap(), json.as_slice())
+                .unwrap();
+            s.db.insert(SCHEMA_KEY, &1u32.to_be_bytes()).unwrap();
+            s.db.flush().unwrap();
+            // Read transparently even before the migration.
+            assert_eq!(s.get_credentials(a).unwrap(), Some(alice.clone()));
+        }
+        let s = open(&dir);
+        let v = s.db.get(SCHEMA_KEY).unwrap().unwrap();
+        assert_eq!(v.as_ref(), SCHEMA_VERSION.to_be_bytes());
+        let raw = s.accounts.get(account_key(a).unwrap()).unwrap().unwrap();
+        assert_eq!(raw[0], credentials_codec::VERSION);
+        assert!(
+            raw.len() * 3 < json.len(),
+            "{} vs {}",
+            raw.len(),
+            json.len()
+        );
+        let migrated = s.get_credentials(a).unwrap().unwrap();
+        assert_eq!(migrated, alice);
+        assert!(migrated.verify_password("alice-pw"));
+        assert!(!migrated.verify_password("alice-pw "));
+        assert_eq!(s.get_credentials(b).unwrap(), Some(creds(2)));
+        drop(s);
+        // Opening again finds schema 2 and nothing to do.
+        assert_eq!(open(&dir).get_credentials(a).unwrap(), Some(alice));
     }
 
     #[test]
