@@ -155,6 +155,7 @@ fn xep_of_feature(feature: &str) -> Option<&'static str> {
         "http://jabber.org/protocol/muc#self-ping-optimization" => "0410",
         "urn:xmpp:occupant-id:0" => "0421",
         "urn:xmpp:message-moderate:1" => "0425",
+        "urn:xmpp:message-retract:1" | "urn:xmpp:message-retract:1#tombstone" => "0424",
         "http://jabber.org/protocol/bytestreams" => "0065",
         "urn:xmpp:extdisco:2" => "0215",
         "urn:xmpp:http:upload:0" => "0363",

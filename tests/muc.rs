@@ -1,7 +1,8 @@
 //! XEP-0045 Multi-User Chat at conference.localhost, end to end with the independent client:
 //! room lifecycle, nick changes, roles and affiliations, bans, passwords, members-only rooms,
 //! invitations (mediated and XEP-0249 direct), history, private messages, self-ping
-//! (XEP-0410), occupant ids (XEP-0421), destruction, and persistence across a restart.
+//! (XEP-0410), occupant ids (XEP-0421), destruction, persistence across a restart, and room
+//! avatars (XEP-0486: the room's vCard, its hash in disco, the update presence).
 
 mod common;
 
@@ -839,6 +840,162 @@ async fn persistent_room_survives_a_restart_and_destroy_removes_it() {
         let mut b = s.online("bob", "b", 0).await;
         let r = b.iq("get", Some(&room("keep")), &format!("<query xmlns='{DISCO_INFO}'/>")).await.unwrap();
         assert_eq!(r.error_condition().as_deref(), Some("item-not-found"), "destroyed rooms stay destroyed");
+    })
+    .await
+}
+
+const VCARD: &str = "vcard-temp";
+const VCARD_UPDATE: &str = "vcard-temp:x:update";
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest as _;
+    sha1::Sha1::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The room's disco#info features and its `muc#roominfo_avatarhash` values.
+async fn disco_avatar(c: &mut Client, r: &str) -> (Vec<String>, Vec<String>) {
+    let info = c
+        .iq_ok(
+            "get",
+            Some(&room(r)),
+            &format!("<query xmlns='{DISCO_INFO}'/>"),
+        )
+        .await
+        .unwrap();
+    let q = info.child("query", DISCO_INFO).unwrap();
+    let form = q
+        .child("x", "jabber:x:data")
+        .unwrap_or_else(|| panic!("no roominfo form: {}", q.to_xml()));
+    let hashes = form
+        .elements()
+        .filter(|f| f.name == "field" && f.attr("var") == Some("muc#roominfo_avatarhash"))
+        .flat_map(|f| f.elements().filter(|v| v.name == "value").map(|v| v.text()))
+        .collect();
+    (features(q), hashes)
+}
+
+/// The room's vCard as anyone reads it.
+async fn room_vcard(c: &mut Client, r: &str) -> Element {
+    let v = c
+        .iq_ok("get", Some(&room(r)), &format!("<vCard xmlns='{VCARD}'/>"))
+        .await
+        .unwrap_or_else(|e| panic!("vCard get: {e}"));
+    v.child("vCard", VCARD)
+        .unwrap_or_else(|| panic!("no vCard: {}", v.to_xml()))
+        .clone()
+}
+
+/// The photo hash of the room's XEP-0153 presence from its bare JID.
+async fn avatar_presence(c: &mut Client, r: &str) -> String {
+    let r = room(r);
+    let p = c
+        .recv_matching(W, &format!("avatar presence from {r}"), |e| {
+            e.name == "presence" && e.attr("from") == Some(r.as_str())
+        })
+        .await
+        .unwrap();
+    p.child("x", VCARD_UPDATE)
+        .and_then(|x| x.child("photo", VCARD_UPDATE))
+        .unwrap_or_else(|| panic!("no photo: {}", p.to_xml()))
+        .text()
+}
+
+async fn config_changed(c: &mut Client, r: &str) -> Element {
+    let r = room(r);
+    c.recv_matching(W, "status 104", |e| {
+        e.name == "message" && e.attr("from") == Some(r.as_str()) && has_code(e, "104")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn room_avatar_is_set_by_owners_advertised_and_kept() {
+    use base64::Engine as _;
+    bounded(async {
+        let s = TestServer::start().await;
+        s.add_users(&["alice", "bob", "carol"]).await;
+        let mut a = s.online("alice", "a", 0).await;
+        let mut b = s.online("bob", "b", 0).await;
+        create(&mut a, "pics", "A").await;
+        owner_submit(&mut a, "pics", &field("muc#roomconfig_persistentroom", "1")).await;
+        join(&mut b, "pics", "B", "").await;
+        subject(&mut b, "pics").await;
+        let r = room("pics");
+
+        // No avatar yet: an empty vCard, vcard-temp advertised, no hash.
+        assert_eq!(room_vcard(&mut b, "pics").await.elements().count(), 0);
+        let (feats, hashes) = disco_avatar(&mut b, "pics").await;
+        assert!(feats.iter().any(|f| f == VCARD), "{feats:?}");
+        assert!(hashes.is_empty(), "{hashes:?}");
+
+        let image: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&image);
+        let want = sha1_hex(&image);
+        let set = format!(
+            "<vCard xmlns='{VCARD}'><FN>Pictures</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>{b64}</BINVAL></PHOTO></vCard>"
+        );
+        // Only owners may set it.
+        let e = b.iq("set", Some(&r), &set).await.unwrap();
+        assert_eq!(e.error_condition().as_deref(), Some("forbidden"), "{}", e.to_xml());
+        assert!(disco_avatar(&mut b, "pics").await.1.is_empty());
+
+        a.iq_ok("set", Some(&r), &set).await.unwrap();
+        for c in [&mut a, &mut b] {
+            config_changed(c, "pics").await;
+            assert_eq!(avatar_presence(c, "pics").await, want);
+        }
+        // The hash in disco is the SHA-1 of the uploaded bytes; the photo reads back whole.
+        assert_eq!(disco_avatar(&mut b, "pics").await.1, vec![want.clone()]);
+        let v = room_vcard(&mut b, "pics").await;
+        assert_eq!(v.child_text("FN", VCARD).as_deref(), Some("Pictures"));
+        let got = v
+            .child("PHOTO", VCARD)
+            .and_then(|p| p.child_text("BINVAL", VCARD))
+            .expect("BINVAL");
+        let got: String = got.chars().filter(|c| !c.is_whitespace()).collect();
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(got).unwrap(), image);
+
+        // Too large, or not base64: refused, and the avatar stays.
+        let big = "A".repeat(70_000);
+        let e = a
+            .iq("set", Some(&r), &format!("<vCard xmlns='{VCARD}'><PHOTO><BINVAL>{big}</BINVAL></PHOTO></vCard>"))
+            .await
+            .unwrap();
+        assert_eq!(e.error_condition().as_deref(), Some("policy-violation"), "{}", e.to_xml());
+        let e = a
+            .iq("set", Some(&r), &format!("<vCard xmlns='{VCARD}'><PHOTO><BINVAL>!!not base64</BINVAL></PHOTO></vCard>"))
+            .await
+            .unwrap();
+        assert_eq!(e.error_condition().as_deref(), Some("bad-request"), "{}", e.to_xml());
+        assert_eq!(disco_avatar(&mut b, "pics").await.1, vec![want.clone()]);
+
+        // A newcomer learns the avatar when joining.
+        let mut c = s.online("carol", "c", 0).await;
+        send_join(&mut c, "pics", "C", "").await;
+        assert_eq!(avatar_presence(&mut c, "pics").await, want);
+        subject(&mut c, "pics").await;
+
+        // Kept with the persistent room across a restart.
+        drop((a, b, c));
+        let s = s.restart().await;
+        let mut b = s.online("bob", "b", 0).await;
+        assert_eq!(disco_avatar(&mut b, "pics").await.1, vec![want.clone()]);
+        assert_eq!(room_vcard(&mut b, "pics").await.child("PHOTO", VCARD).and_then(|p| p.child_text("BINVAL", VCARD)).map(|t| t.split_whitespace().collect::<String>()), Some(b64));
+
+        // An empty vCard removes it: occupants are told, disco has no hash any more.
+        join(&mut b, "pics", "B", "").await;
+        assert_eq!(avatar_presence(&mut b, "pics").await, want);
+        subject(&mut b, "pics").await;
+        let mut a = s.online("alice", "a", 0).await;
+        a.iq_ok("set", Some(&r), &format!("<vCard xmlns='{VCARD}'/>")).await.unwrap();
+        config_changed(&mut b, "pics").await;
+        assert_eq!(avatar_presence(&mut b, "pics").await, "");
+        assert!(disco_avatar(&mut b, "pics").await.1.is_empty());
+        assert_eq!(room_vcard(&mut a, "pics").await.elements().count(), 0);
     })
     .await
 }

@@ -2,7 +2,9 @@
 //! moderated retraction, end to end with the independent client: the stanza id on a live
 //! broadcast equals the archive id, RSM paging through 120 room messages, `with`/`end`
 //! filters, who may query a members-only room, join history from the archive after a
-//! restart, and a moderator's retraction replacing the archived message by a tombstone.
+//! restart, a moderator's retraction replacing the archived message by a tombstone, an
+//! author's own retraction (XEP-0424) doing the same while a retraction of someone else's
+//! message changes nothing, and the archive of a destroyed or ended room being deleted.
 
 mod common;
 
@@ -480,6 +482,190 @@ async fn a_moderator_retracts_a_message() {
         let all: String = got.iter().map(|e| e.to_xml()).collect();
         assert!(!all.contains("awful"), "{all}");
         assert!(all.contains("something fine"));
+    })
+    .await;
+}
+
+/// A XEP-0424 retraction of `sid` sent to the room; returns the room's relay of it.
+async fn retract(c: &mut Client, r: &str, id: &str, sid: &str) -> Element {
+    c.send(&format!(
+        "<message to='{}' type='groupchat' id='{id}'><retract xmlns='{NS_RETRACT}' id='{sid}'/>\
+         <fallback xmlns='urn:xmpp:fallback:0' for='{NS_RETRACT}'/>\
+         <body>/me retracted a previous message, but it's unsupported by your client.</body></message>",
+        room(r)
+    ))
+    .await
+    .unwrap();
+    recv_broadcast(c, id).await
+}
+
+#[tokio::test]
+async fn an_author_retracts_only_their_own_message() {
+    bounded(async {
+        let s = TestServer::start().await;
+        s.add_users(&["alice", "bob"]).await;
+        let mut a = s.online("alice", "a", 0).await;
+        let mut b = s.online("bob", "b", 0).await;
+        create(&mut a, "oops", "Alice", &[]).await;
+        join(&mut b, "oops", "Bob").await;
+        let r = room("oops");
+
+        // Retraction and tombstones are advertised.
+        let info = a
+            .iq_ok("get", Some(&r), &format!("<query xmlns='{DISCO_INFO}'/>"))
+            .await
+            .unwrap();
+        for f in [NS_RETRACT, "urn:xmpp:message-retract:1#tombstone"] {
+            assert!(
+                info.to_xml().contains(&format!("'{f}'")),
+                "room lacks {f}: {}",
+                info.to_xml()
+            );
+        }
+
+        let m = say(&mut b, "oops", "b1", "typo by bob").await;
+        let bob_sid = stanza_id(&m, &r).expect("stanza id");
+        recv_broadcast(&mut a, "b1").await;
+        let m = say(&mut a, "oops", "a1", "words by alice").await;
+        let alice_sid = stanza_id(&m, &r).expect("stanza id");
+        recv_broadcast(&mut b, "a1").await;
+
+        // Bob retracts Alice's message: relayed as sent, the archive keeps the message.
+        let rel = retract(&mut b, "oops", "r-other", &alice_sid).await;
+        let seen = recv_broadcast(&mut a, "r-other").await;
+        for x in [&rel, &seen] {
+            assert_eq!(x.attr("from"), Some(occ("oops", "Bob").as_str()));
+            assert_eq!(
+                x.child("retract", NS_RETRACT).and_then(|t| t.attr("id")),
+                Some(alice_sid.as_str())
+            );
+        }
+
+        // Bob's own message, retracted from another client of his account under another
+        // nick (same occupant id): it becomes a tombstone.
+        let mut b2 = s.online("bob", "b2", 0).await;
+        join(&mut b2, "oops", "Bobby").await;
+        retract(&mut b2, "oops", "r-own", &bob_sid).await;
+        recv_broadcast(&mut a, "r-own").await;
+
+        let p = query(&mut a, "oops", &[], "").await.unwrap();
+        let ids: Vec<&str> = p.items.iter().map(|(i, _)| i.as_str()).collect();
+        assert_eq!(ids.len(), 4, "two messages and two retractions: {ids:?}");
+        assert_eq!(ids[0], bob_sid);
+        let tomb = &p.items[0].1;
+        assert!(tomb.child("body", NS_CLIENT).is_none(), "{}", tomb.to_xml());
+        assert!(!tomb.to_xml().contains("typo"), "{}", tomb.to_xml());
+        let rd = tomb.child("retracted", NS_RETRACT).expect("tombstone");
+        assert_eq!(rd.attr("id"), Some("r-own"));
+        assert!(rd.attr("stamp").is_some());
+        assert!(rd.child("moderated", NS_MODERATE).is_none());
+        assert!(tomb
+            .child("occupant-id", "urn:xmpp:occupant-id:0")
+            .is_some());
+        // Alice's message is intact; the retractions themselves are archived.
+        assert_eq!(ids[1], alice_sid);
+        assert_eq!(body(&p.items[1].1), "words by alice");
+        for (_, m) in &p.items[2..] {
+            assert!(m.child("retract", NS_RETRACT).is_some(), "{}", m.to_xml());
+        }
+
+        // Join history shows the tombstone, not the message.
+        let mut c = s.online("alice", "other", 0).await;
+        let got = join(&mut c, "oops", "Alice").await;
+        let all: String = got.iter().map(|e| e.to_xml()).collect();
+        assert!(!all.contains("typo by bob"), "{all}");
+        assert!(all.contains("words by alice"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_destroyed_rooms_archive_is_deleted() {
+    bounded(async {
+        let s = TestServer::start().await;
+        s.add_users(&["alice"]).await;
+        let mut a = s.online("alice", "a", 0).await;
+        create(
+            &mut a,
+            "doomed",
+            "Alice",
+            &[("muc#roomconfig_persistentroom", "1")],
+        )
+        .await;
+        for i in 0..3 {
+            say(&mut a, "doomed", &format!("d{i}"), &format!("doomed {i}")).await;
+        }
+        assert_eq!(
+            query(&mut a, "doomed", &[], "").await.unwrap().items.len(),
+            3
+        );
+        a.iq_ok(
+            "set",
+            Some(&room("doomed")),
+            &format!("<query xmlns='{MUC_OWNER}'><destroy/></query>"),
+        )
+        .await
+        .unwrap();
+        let me = occ("doomed", "Alice");
+        a.recv_matching(W, "destroyed", |e| {
+            e.name == "presence"
+                && e.attr("from") == Some(me.as_str())
+                && e.attr("type") == Some("unavailable")
+        })
+        .await
+        .unwrap();
+        // A new room of the same name starts with an empty archive.
+        create(
+            &mut a,
+            "doomed",
+            "Alice",
+            &[("muc#roomconfig_persistentroom", "1")],
+        )
+        .await;
+        let p = query(&mut a, "doomed", &[], "").await.unwrap();
+        assert!(
+            p.items.is_empty(),
+            "{:?}",
+            p.items.iter().map(|(_, m)| m.to_xml()).collect::<Vec<_>>()
+        );
+        assert_eq!(p.fin.attr("complete"), Some("true"));
+        say(&mut a, "doomed", "n0", "new life").await;
+        let p = query(&mut a, "doomed", &[], "").await.unwrap();
+        assert_eq!(p.items.len(), 1);
+        assert_eq!(body(&p.items[0].1), "new life");
+
+        // A temporary room's archive ends with the room.
+        create(&mut a, "brief", "Alice", &[]).await;
+        say(&mut a, "brief", "t0", "short-lived").await;
+        assert_eq!(
+            query(&mut a, "brief", &[], "").await.unwrap().items.len(),
+            1
+        );
+        a.send(&format!(
+            "<presence to='{}' type='unavailable'/>",
+            occ("brief", "Alice")
+        ))
+        .await
+        .unwrap();
+        let me = occ("brief", "Alice");
+        a.recv_matching(W, "left", |e| {
+            e.name == "presence"
+                && e.attr("from") == Some(me.as_str())
+                && e.attr("type") == Some("unavailable")
+        })
+        .await
+        .unwrap();
+        let e = query(&mut a, "brief", &[], "")
+            .await
+            .err()
+            .expect("no such room");
+        assert_eq!(e.error_condition().as_deref(), Some("item-not-found"));
+        create(&mut a, "brief", "Alice", &[]).await;
+        assert!(query(&mut a, "brief", &[], "")
+            .await
+            .unwrap()
+            .items
+            .is_empty());
     })
     .await;
 }

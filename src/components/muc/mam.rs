@@ -1,5 +1,5 @@
-//! XEP-0313: Message Archive Management for rooms, with XEP-0359 stanza ids and XEP-0425
-//! moderated message retraction.
+//! XEP-0313: Message Archive Management for rooms, with XEP-0359 stanza ids, XEP-0424 message
+//! retraction and XEP-0425 moderated message retraction.
 //!
 //! # Archive
 //! Each room's archive is the [`crate::storage::archive::Archive`] of the room's bare JID
@@ -26,6 +26,17 @@
 //! replaces the archived message by a tombstone (`<retracted><moderated/></retracted>`, the
 //! author's occupant id kept), replaces it in the join history too, and the room broadcasts
 //! `<retract id><moderated by='room/nick'><occupant-id/></moderated></retract>`.
+//!
+//! # Retraction by the author (XEP-0424 `urn:xmpp:message-retract:1`)
+//! An occupant's groupchat `<retract id='stanza-id'/>` is relayed (and archived) like any
+//! message; when the archived message with that room stanza id has the sender's occupant id
+//! (the same account), it becomes a tombstone `<retracted id='retraction id' stamp/>` in the
+//! archive and the join history ([`Room::retract_own`]). Another occupant's message is left
+//! as it is. Rooms advertise `#tombstone`.
+//!
+//! # End of a room
+//! A destroyed room's archive is deleted, and so is a temporary room's when it ends
+//! ([`super::MucService`]), as Prosody's muc_mam does: a new room of the same name starts empty.
 
 use super::ns_muc::OCCUPANT_ID;
 use super::room::{Ctx, HistoryItem, Out, Role, Room};
@@ -43,10 +54,11 @@ pub const NS_MAM: &str = NS;
 pub const NS_MAM1: &str = NS1;
 pub const NS_MODERATE: &str = "urn:xmpp:message-moderate:1";
 pub const NS_RETRACT: &str = "urn:xmpp:message-retract:1";
+pub const NS_TOMBSTONE: &str = "urn:xmpp:message-retract:1#tombstone";
 const NS_HINTS: &str = crate::modules::mam::NS_HINTS;
 
 /// Disco features of a room that archives.
-pub const ROOM_FEATURES: &[&str] = &[NS, NS1, NS_SID, NS_MODERATE];
+pub const ROOM_FEATURES: &[&str] = &[NS, NS1, NS_SID, NS_MODERATE, NS_RETRACT, NS_TOMBSTONE];
 
 /// Whether a groupchat message (as broadcast) goes into the room archive.
 pub fn archivable(el: &Element) -> bool {
@@ -57,6 +69,7 @@ pub fn archivable(el: &Element) -> bool {
     }
     el.child("body", ns::CLIENT).is_some()
         || el.child("store", NS_HINTS).is_some()
+        || el.child("retract", NS_RETRACT).is_some()
         || el.elements().any(|c| {
             matches!(
                 c.ns.as_str(),
@@ -93,7 +106,86 @@ fn stamp_of(micros: u64) -> time::OffsetDateTime {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The tombstone of an archived message: its envelope and author occupant id, nothing of its
+/// content, and `retracted`.
+fn tombstone(original: &Element, retracted: Element) -> Element {
+    let mut tomb = Element::new("message", ns::CLIENT);
+    tomb.attrs = original.attrs.clone();
+    for c in original.elements().filter(|c| c.ns == OCCUPANT_ID) {
+        tomb.push_child(c.clone());
+    }
+    tomb.with_child(retracted)
+}
+
+/// The author's occupant id on an archived message.
+fn author_occupant_id(el: &Element) -> Option<&str> {
+    el.child("occupant-id", OCCUPANT_ID)
+        .and_then(|o| o.attr("id"))
+}
+
 impl Room {
+    /// Replace archived message `id` (whose stanza is `original`) by its tombstone, in the
+    /// archive and in the join history.
+    fn replace_with_tombstone(
+        &mut self,
+        store: &dyn Storage,
+        id: u64,
+        original: &Element,
+        retracted: Element,
+    ) -> Result<(), StanzaError> {
+        let tomb = tombstone(original, retracted);
+        store
+            .archive_replace(&self.jid.to_string(), id, &tomb.to_string())
+            .map_err(|e| storage_failed("muc", e))?;
+        for h in self.history.iter_mut().filter(|h| h.archive_id == Some(id)) {
+            let mut el = tomb.clone();
+            el.push_child(stanza_id(&self.jid, id));
+            h.chars = el.approx_size();
+            h.el = el;
+        }
+        Ok(())
+    }
+
+    /// XEP-0424: an occupant's `<retract id='stanza-id'/>` (already relayed to the room).
+    /// The archived message becomes a tombstone `<retracted id='retraction id' stamp/>` when
+    /// its author is the retracting occupant (same occupant id, i.e. same account); a
+    /// retraction of someone else's message, of an unknown id, or of a message already
+    /// retracted changes nothing.
+    pub(super) fn retract_own(
+        &mut self,
+        store: &dyn Storage,
+        retract: &Element,
+        author: &str,
+        retraction_id: Option<&str>,
+    ) {
+        let Some(id) = retract.attr("id").and_then(|i| parse_id(i.trim())) else {
+            return;
+        };
+        let original = match store.archive_get(&self.jid.to_string(), id) {
+            Ok(Some(m)) => match load_stored("muc", &m.xml) {
+                Ok(el) => el,
+                Err(_) => return,
+            },
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(room = %self.jid, error = %e, "reading the room archive failed");
+                return;
+            }
+        };
+        if author_occupant_id(&original) != Some(author)
+            || original.child("retracted", NS_RETRACT).is_some()
+            || original.child("retract", NS_RETRACT).is_some()
+        {
+            return;
+        }
+        let retracted = Element::new("retracted", NS_RETRACT)
+            .with_opt_attr("id", retraction_id)
+            .with_attr("stamp", format_stamp(now_micros()));
+        if let Err(e) = self.replace_with_tombstone(store, id, &original, retracted) {
+            tracing::error!(room = %self.jid, error = ?e, "retracting an archived message failed");
+        }
+    }
+
     /// Fill the join history from the archive (a persistent room loaded at start).
     pub fn load_history(&mut self, store: &dyn Storage, max_history: usize) {
         if !self.config.archiving || !self.config.persistent {
@@ -124,6 +216,7 @@ impl Room {
                 continue;
             }
             el.push_child(stanza_id(&self.jid, m.id));
+            self.archived_any = true;
             self.history.push_back(HistoryItem {
                 chars: el.approx_size(),
                 el,
@@ -228,28 +321,13 @@ impl Room {
             .with_child(Element::new("occupant-id", OCCUPANT_ID).with_attr("id", mod_occupant_id));
         let reason_el = reason.map(|r| Element::new("reason", NS_RETRACT).with_text(r));
 
-        // The tombstone: the original's envelope and author occupant id, nothing of its content.
-        let mut tomb = Element::new("message", ns::CLIENT);
-        tomb.attrs = original.attrs.clone();
-        for c in original.elements().filter(|c| c.ns == OCCUPANT_ID) {
-            tomb.push_child(c.clone());
-        }
         let mut retracted = Element::new("retracted", NS_RETRACT)
             .with_attr("stamp", format_stamp(now_micros()))
             .with_child(moderated.clone());
         if let Some(r) = &reason_el {
             retracted.push_child(r.clone());
         }
-        tomb.push_child(retracted);
-        store
-            .archive_replace(&room, id, &tomb.to_string())
-            .map_err(|e| storage_failed("muc", e))?;
-        for h in self.history.iter_mut().filter(|h| h.archive_id == Some(id)) {
-            let mut el = tomb.clone();
-            el.push_child(stanza_id(&self.jid, id));
-            h.chars = el.approx_size();
-            h.el = el;
-        }
+        self.replace_with_tombstone(&**store, id, &original, retracted)?;
 
         let mut retract = Element::new("retract", NS_RETRACT)
             .with_attr("id", format_id(id))

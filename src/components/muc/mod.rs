@@ -1,7 +1,8 @@
 //! XEP-0045: Multi-User Chat, as an internal component at `conference.<domain>`.
 //!
 //! Also: XEP-0249 direct invitations (client to client; the room needs nothing but they are
-//! tested end to end), XEP-0410 self-ping answered by the service, XEP-0421 occupant ids.
+//! tested end to end), XEP-0410 self-ping answered by the service, XEP-0421 occupant ids,
+//! XEP-0486 room avatars ([`vcard`]), XEP-0313/0424/0425 room archives ([`mam`]).
 //!
 //! # Shape
 //! [`MucService`] holds the rooms of one service domain: a map from room name to a
@@ -19,11 +20,13 @@
 //! Persistent rooms (configuration, affiliations, subject, occupant-id salt) are kept as JSON
 //! in the keyed item store [`ROOM_STORE`] under the service domain, one key per room, saved
 //! after every change and loaded at start. Messages are archived per room ([`mam`], XEP-0313);
-//! the join history of a persistent room is reloaded from its archive at start.
+//! the join history of a persistent room is reloaded from its archive at start. A destroyed
+//! room's archive is deleted, and a temporary room's when its last occupant leaves.
 
 pub mod form;
 pub mod mam;
 pub mod room;
+pub mod vcard;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -150,6 +153,9 @@ impl MucService {
     /// Save, forget or delete a room after it changed.
     fn settle(&self, name: &str, room: &mut Room) {
         if room.destroyed {
+            // The archive goes first, while the room is still listed and locked: a new room
+            // of the same name cannot start archiving before it is gone.
+            self.clear_archive(room);
             lock(&self.rooms).remove(name);
             self.delete_stored(name);
             return;
@@ -173,7 +179,19 @@ impl MucService {
             }
         }
         if room.is_empty() && !room.config.persistent {
+            // A temporary room ends with its last occupant, and its archive with it.
+            room.destroyed = true;
+            if room.archived_any {
+                self.clear_archive(room);
+            }
             lock(&self.rooms).remove(name);
+        }
+    }
+
+    /// Delete a room's archive (the room is destroyed or ended), as Prosody's muc_mam does.
+    fn clear_archive(&self, room: &Room) {
+        if let Err(e) = self.storage.archive_clear(&room.jid.to_string()) {
+            tracing::error!(room = %room.jid, error = %e, "deleting a room archive failed");
         }
     }
 
@@ -257,6 +275,8 @@ impl MucService {
             }
             ("query", ns::DISCO_ITEMS, true) => Ok(Some(Element::new("query", ns::DISCO_ITEMS))),
             ("ping", ns::PING, true) => Ok(None),
+            ("vCard", ns::VCARD, true) => room.vcard_get().map(Some),
+            ("vCard", ns::VCARD, false) => room.vcard_set(from, payload, out).map(|_| None),
             ("moderate", mam::NS_MODERATE, false) => {
                 room.moderate(from, payload, &self.ctx(), out).map(|_| None)
             }
@@ -308,54 +328,63 @@ impl MucService {
             // Messages and presence to the service itself are not used by XEP-0045.
             return out;
         };
-        let existing = self.room(&name);
-        let (room_ref, created) = match existing {
-            Some(r) => (r, false),
-            None => {
-                let joining = stanza.kind() == StanzaKind::Presence
-                    && stanza.type_attr().is_none()
-                    && to.resource().is_some();
-                if !joining {
-                    let answerable = match stanza.kind() {
-                        StanzaKind::Presence => false,
-                        StanzaKind::Iq => stanza.is_iq_request(),
-                        StanzaKind::Message => !stanza.is_error(),
-                    };
-                    if answerable {
+        // A room found destroyed (it ended while this stanza waited for its lock) is looked
+        // up again: the stanza then goes to its successor, or creates one.
+        let mut tries = 0;
+        let (room_ref, created) = loop {
+            let existing = self.room(&name);
+            let (r, created) = match existing {
+                Some(r) => (r, false),
+                None => {
+                    let joining = stanza.kind() == StanzaKind::Presence
+                        && stanza.type_attr().is_none()
+                        && to.resource().is_some();
+                    if !joining {
+                        let answerable = match stanza.kind() {
+                            StanzaKind::Presence => false,
+                            StanzaKind::Iq => stanza.is_iq_request(),
+                            StanzaKind::Message => !stanza.is_error(),
+                        };
+                        if answerable {
+                            out.push(Out::One(
+                                StanzaError::item_not_found()
+                                    .with_text("no such room")
+                                    .reply_to(&stanza),
+                            ));
+                        }
+                        return out;
+                    }
+                    // Rooms are created by users of this server's domains.
+                    if !self.config.hosts(from.domain()) {
                         out.push(Out::One(
-                            StanzaError::item_not_found()
-                                .with_text("no such room")
+                            StanzaError::not_allowed()
+                                .with_text("only local users may create rooms")
                                 .reply_to(&stanza),
                         ));
+                        return out;
                     }
-                    return out;
-                }
-                // Rooms are created by users of this server's domains.
-                if !self.config.hosts(from.domain()) {
-                    out.push(Out::One(
-                        StanzaError::not_allowed()
-                            .with_text("only local users may create rooms")
-                            .reply_to(&stanza),
-                    ));
-                    return out;
-                }
-                let mut room = Room::new(to.to_bare(), StoredRoom::default());
-                room.affiliations
-                    .insert(from.bare_string(), Affiliation::Owner);
-                // A client speaking MUC gets a locked room to configure; an old groupchat
-                // client gets an instant room (§10.1.2, §7.2.1).
-                room.locked = stanza.el().child("x", MUC).is_some();
-                let r = Arc::new(Mutex::new(room));
-                let mut rooms = lock(&self.rooms);
-                // Another join may have created it meanwhile.
-                match rooms.get(&name) {
-                    Some(existing) => (existing.clone(), false),
-                    None => {
-                        rooms.insert(name.clone(), r.clone());
-                        (r, true)
+                    let mut room = Room::new(to.to_bare(), StoredRoom::default());
+                    room.affiliations
+                        .insert(from.bare_string(), Affiliation::Owner);
+                    // A client speaking MUC gets a locked room to configure; an old groupchat
+                    // client gets an instant room (§10.1.2, §7.2.1).
+                    room.locked = stanza.el().child("x", MUC).is_some();
+                    let r = Arc::new(Mutex::new(room));
+                    let mut rooms = lock(&self.rooms);
+                    // Another join may have created it meanwhile.
+                    match rooms.get(&name) {
+                        Some(existing) => (existing.clone(), false),
+                        None => {
+                            rooms.insert(name.clone(), r.clone());
+                            (r, true)
+                        }
                     }
                 }
+            };
+            if tries >= 3 || !lock(&r).destroyed {
+                break (r, created);
             }
+            tries += 1;
         };
         let mut room = lock(&room_ref);
         if room.destroyed {

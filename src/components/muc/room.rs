@@ -107,6 +107,9 @@ pub struct StoredRoom {
     pub affiliations: BTreeMap<String, Affiliation>,
     pub subject: Option<Subject>,
     pub salt: String,
+    /// The room's vCard (XEP-0486), serialised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vcard: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +160,12 @@ pub struct Room {
     /// Stored state changed since the last save.
     pub dirty: bool,
     pub destroyed: bool,
+    /// The room's vCard, serialised ([`super::vcard`]).
+    pub(super) vcard: Option<String>,
+    /// The avatar hashes of [`Room::vcard`].
+    pub(super) avatar_hashes: Vec<String>,
+    /// The room archive may hold messages (something was archived or loaded).
+    pub archived_any: bool,
     occupants: BTreeMap<String, Occupant>,
     by_jid: HashMap<Jid, String>,
     pub(super) history: VecDeque<HistoryItem>,
@@ -184,6 +193,11 @@ pub fn new_salt() -> String {
 
 impl Room {
     pub fn new(jid: Jid, stored: StoredRoom) -> Room {
+        let avatar_hashes = stored
+            .vcard
+            .as_deref()
+            .map(|v| super::vcard::stored_hashes(&jid, v))
+            .unwrap_or_default();
         Room {
             jid,
             config: stored.config,
@@ -197,6 +211,9 @@ impl Room {
             locked: false,
             dirty: false,
             destroyed: false,
+            vcard: stored.vcard,
+            avatar_hashes,
+            archived_any: false,
             occupants: BTreeMap::new(),
             by_jid: HashMap::new(),
             history: VecDeque::new(),
@@ -209,6 +226,7 @@ impl Room {
             affiliations: self.affiliations.clone(),
             subject: self.subject.clone(),
             salt: self.salt.clone(),
+            vcard: self.vcard.clone(),
         }
     }
 
@@ -588,6 +606,12 @@ impl Room {
                 out,
             );
         }
+        // The room's avatar (XEP-0486 §"presence", as Prosody sends it).
+        if !self.avatar_hashes.is_empty() {
+            let mut p = self.avatar_presence();
+            p.set_attr("to", from.to_string());
+            out.push(Out::One(Stanza(p)));
+        }
         // History, then the subject (XEP-0045 §7.2.15, §7.2.16).
         let hist = muc_x.and_then(|x| x.child("history", MUC));
         for item in self.history_for(hist, ctx) {
@@ -746,6 +770,7 @@ impl Room {
         let Some(occ) = self.occupants.get(&nick) else {
             return;
         };
+        let occupant_id = occ.occupant_id.clone();
         let el = stanza.el();
         let subject = el.child("subject", ns::CLIENT);
         let body = el.child("body", ns::CLIENT);
@@ -790,7 +815,13 @@ impl Room {
             _ => None,
         };
         if let Some(id) = archive_id {
+            self.archived_any = true;
             el.push_child(super::mam::stanza_id(&self.jid, id));
+        }
+        // XEP-0424: an author retracting their own message turns it into a tombstone.
+        if let (Some(store), Some(r)) = (&ctx.archive, el.child("retract", super::mam::NS_RETRACT))
+        {
+            self.retract_own(&**store, r, &occupant_id, el.attr("id"));
         }
         if body.is_some() && self.config.history_length > 0 {
             let chars = el.approx_size();
@@ -1308,15 +1339,11 @@ impl Room {
         if was_locked || before == self.config {
             return Ok(());
         }
-        let mut x = muc_user_x().with_child(status(104));
+        let mut codes = vec![104];
         if self.config.whois_anyone != before.whois_anyone {
-            x.push_child(status(if self.config.whois_anyone { 172 } else { 173 }));
+            codes.push(if self.config.whois_anyone { 172 } else { 173 });
         }
-        let msg = Element::new("message", ns::CLIENT)
-            .with_attr("type", "groupchat")
-            .with_attr("from", self.jid.to_string())
-            .with_attr("id", crate::c2s::random_id())
-            .with_child(x);
+        let msg = config_changed_message(&self.jid, &codes);
         let to = self.all_jids();
         if !to.is_empty() {
             out.push(Out::Many(SharedStanza::new(msg), to));
@@ -1388,6 +1415,7 @@ impl Room {
             form::FORM_REQUEST,
             SELF_PING,
             OCCUPANT_ID,
+            ns::VCARD,
             if c.persistent {
                 "muc_persistent"
             } else {
@@ -1435,41 +1463,56 @@ impl Room {
         for f in features {
             q.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
         }
-        q.push_child(
-            Element::new("x", ns::DATA_FORMS)
-                .with_attr("type", "result")
-                .with_child(form::form_type(form::FORM_ROOMINFO))
-                .with_child(form::field(
-                    "muc#roominfo_description",
-                    None,
-                    Some("Description"),
-                    &self.config.description,
-                ))
-                .with_child(form::field(
-                    "muc#roominfo_occupants",
-                    None,
-                    Some("Number of occupants"),
-                    &self.occupants.len().to_string(),
-                ))
-                .with_child(form::field(
-                    "muc#roominfo_subject",
-                    None,
-                    Some("Subject"),
-                    &self
-                        .subject
-                        .as_ref()
-                        .map(|s| s.text.clone())
-                        .unwrap_or_default(),
-                ))
-                .with_child(form::field(
-                    "muc#roomconfig_roomname",
-                    None,
-                    Some("Name"),
-                    &self.config.name,
-                )),
-        );
+        let mut form = Element::new("x", ns::DATA_FORMS)
+            .with_attr("type", "result")
+            .with_child(form::form_type(form::FORM_ROOMINFO))
+            .with_child(form::field(
+                "muc#roominfo_description",
+                None,
+                Some("Description"),
+                &self.config.description,
+            ))
+            .with_child(form::field(
+                "muc#roominfo_occupants",
+                None,
+                Some("Number of occupants"),
+                &self.occupants.len().to_string(),
+            ))
+            .with_child(form::field(
+                "muc#roominfo_subject",
+                None,
+                Some("Subject"),
+                &self
+                    .subject
+                    .as_ref()
+                    .map(|s| s.text.clone())
+                    .unwrap_or_default(),
+            ))
+            .with_child(form::field(
+                "muc#roomconfig_roomname",
+                None,
+                Some("Name"),
+                &self.config.name,
+            ));
+        if let Some(f) = self.avatar_field() {
+            form.push_child(f);
+        }
+        q.push_child(form);
         q
     }
+}
+
+/// The message telling occupants the room's configuration changed (status 104, …).
+pub(super) fn config_changed_message(room: &Jid, codes: &[u16]) -> Element {
+    let mut x = muc_user_x();
+    for c in codes {
+        x.push_child(status(*c));
+    }
+    Element::new("message", ns::CLIENT)
+        .with_attr("type", "groupchat")
+        .with_attr("from", room.to_string())
+        .with_attr("id", crate::c2s::random_id())
+        .with_child(x)
 }
 
 /// The parts of a client's presence the room repeats: everything but MUC elements.
