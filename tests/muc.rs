@@ -999,3 +999,153 @@ async fn room_avatar_is_set_by_owners_advertised_and_kept() {
     })
     .await
 }
+
+const REGISTER: &str = "jabber:iq:register";
+
+async fn register_nick(c: &mut Client, r: &str, nick: &str) -> Element {
+    c.iq(
+        "set",
+        Some(&room(r)),
+        &format!(
+            "<query xmlns='{REGISTER}'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>\
+             {}</x></query>",
+            field("muc#register_roomnick", nick)
+        ),
+    )
+    .await
+    .unwrap()
+}
+
+/// The reserved nickname from disco#info node `x-roomuser-item`.
+async fn reserved_nick(c: &mut Client, r: &str) -> Option<String> {
+    let info = c
+        .iq_ok(
+            "get",
+            Some(&room(r)),
+            &format!("<query xmlns='{DISCO_INFO}' node='x-roomuser-item'/>"),
+        )
+        .await
+        .unwrap();
+    let q = info.child("query", DISCO_INFO).expect("query");
+    assert_eq!(q.attr("node"), Some("x-roomuser-item"));
+    q.child("identity", DISCO_INFO)
+        .map(|i| i.attr("name").unwrap_or_default().to_string())
+}
+
+#[tokio::test]
+async fn nickname_registration_reserves_the_nick() {
+    bounded(async {
+        let s = TestServer::start().await;
+        s.add_users(&["alice", "bob", "carol"]).await;
+        let mut a = s.online("alice", "a", 0).await;
+        let mut b = s.online("bob", "b", 0).await;
+        let mut c = s.online("carol", "c", 0).await;
+        create(&mut a, "club", "A").await;
+        owner_submit(&mut a, "club", &field("muc#roomconfig_persistentroom", "1")).await;
+        let r = room("club");
+        let info = a
+            .iq_ok("get", Some(&r), &format!("<query xmlns='{DISCO_INFO}'/>"))
+            .await
+            .unwrap();
+        assert!(features(info.child("query", DISCO_INFO).unwrap())
+            .iter()
+            .any(|f| f == REGISTER));
+
+        // Not registered: the form, and no reserved nick.
+        let f = b
+            .iq_ok("get", Some(&r), &format!("<query xmlns='{REGISTER}'/>"))
+            .await
+            .unwrap();
+        let q = f.child("query", REGISTER).expect("query");
+        assert!(q.child("registered", REGISTER).is_none());
+        assert!(
+            q.to_xml().contains("muc#register_roomnick"),
+            "{}",
+            q.to_xml()
+        );
+        assert_eq!(reserved_nick(&mut b, "club").await, None);
+
+        let ok = register_nick(&mut b, "club", "Bobby").await;
+        assert_eq!(ok.attr("type"), Some("result"), "{}", ok.to_xml());
+        let f = b
+            .iq_ok("get", Some(&r), &format!("<query xmlns='{REGISTER}'/>"))
+            .await
+            .unwrap();
+        let q = f.child("query", REGISTER).expect("query");
+        assert!(q.child("registered", REGISTER).is_some(), "{}", q.to_xml());
+        assert_eq!(q.child_text("username", REGISTER).as_deref(), Some("Bobby"));
+        assert_eq!(
+            reserved_nick(&mut b, "club").await.as_deref(),
+            Some("Bobby")
+        );
+        // Registering made Bob a member.
+        let m = a
+            .iq_ok(
+                "get",
+                Some(&r),
+                &format!("<query xmlns='{MUC_ADMIN}'><item affiliation='member'/></query>"),
+            )
+            .await
+            .unwrap();
+        assert!(m.to_xml().contains(&bare("bob")), "{}", m.to_xml());
+
+        // Carol can neither register Bobby nor enter or change nick to it.
+        let e = register_nick(&mut c, "club", "Bobby").await;
+        assert_eq!(
+            e.error_condition().as_deref(),
+            Some("conflict"),
+            "{}",
+            e.to_xml()
+        );
+        let e = register_nick(&mut c, "club", "").await;
+        assert_eq!(
+            e.error_condition().as_deref(),
+            Some("bad-request"),
+            "{}",
+            e.to_xml()
+        );
+        assert_eq!(join_refused(&mut c, "club", "Bobby", "").await, "conflict");
+        join(&mut c, "club", "C", "").await;
+        subject(&mut c, "club").await;
+        c.send(&format!("<presence to='{}'/>", occ("club", "Bobby")))
+            .await
+            .unwrap();
+        let bobby = occ("club", "Bobby");
+        let p = c
+            .recv_matching(W, "nick change refused", |e| {
+                e.name == "presence"
+                    && e.attr("from") == Some(bobby.as_str())
+                    && e.attr("type") == Some("error")
+            })
+            .await
+            .unwrap();
+        assert_eq!(p.error_condition().as_deref(), Some("conflict"));
+        // Bob enters under it, as a member.
+        let p = join(&mut b, "club", "Bobby", "").await;
+        assert_eq!(item(&p).attr("affiliation"), Some("member"));
+
+        // The reservation is kept with the room.
+        drop((a, b, c));
+        let s = s.restart().await;
+        let mut b = s.online("bob", "b", 0).await;
+        let mut c = s.online("carol", "c", 0).await;
+        assert_eq!(join_refused(&mut c, "club", "Bobby", "").await, "conflict");
+        assert_eq!(
+            reserved_nick(&mut b, "club").await.as_deref(),
+            Some("Bobby")
+        );
+
+        // Unregistering frees the nickname.
+        b.iq_ok(
+            "set",
+            Some(&r),
+            &format!("<query xmlns='{REGISTER}'><remove/></query>"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reserved_nick(&mut b, "club").await, None);
+        join(&mut c, "club", "Bobby", "").await;
+    })
+    .await
+}

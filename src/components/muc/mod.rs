@@ -2,7 +2,8 @@
 //!
 //! Also: XEP-0249 direct invitations (client to client; the room needs nothing but they are
 //! tested end to end), XEP-0410 self-ping answered by the service, XEP-0421 occupant ids,
-//! XEP-0486 room avatars ([`vcard`]), XEP-0313/0424/0425 room archives ([`mam`]).
+//! XEP-0486 room avatars ([`vcard`]), XEP-0313/0424/0425 room archives ([`mam`]), nickname
+//! registration ([`register`]).
 //!
 //! # Shape
 //! [`MucService`] holds the rooms of one service domain: a map from room name to a
@@ -25,6 +26,7 @@
 
 pub mod form;
 pub mod mam;
+pub mod register;
 pub mod room;
 pub mod vcard;
 
@@ -267,11 +269,14 @@ impl MucService {
             return Err(StanzaError::item_not_found());
         }
         match (payload.name.as_str(), payload.ns.as_str(), get) {
-            ("query", ns::DISCO_INFO, true) => {
-                if payload.attr("node").is_some_and(|n| !n.is_empty()) {
-                    return Err(StanzaError::item_not_found());
-                }
-                Ok(Some(room.disco_info()))
+            ("query", ns::DISCO_INFO, true) => match payload.attr("node") {
+                Some(register::NODE_ROOMUSER) => Ok(Some(room.reserved_nick_info(from))),
+                Some(n) if !n.is_empty() => Err(StanzaError::item_not_found()),
+                _ => Ok(Some(room.disco_info())),
+            },
+            ("query", register::NS_REGISTER, true) => room.register_get(from).map(Some),
+            ("query", register::NS_REGISTER, false) => {
+                room.register_set(from, payload, out).map(|_| None)
             }
             ("query", ns::DISCO_ITEMS, true) => Ok(Some(Element::new("query", ns::DISCO_ITEMS))),
             ("ping", ns::PING, true) => Ok(None),

@@ -7,7 +7,7 @@
 //!   unaffiliated account a member (occupants see the new affiliation). A nickname reserved
 //!   by another account, or used in the room by another account, is a `conflict`; a missing
 //!   or invalid one `bad-request`/`jid-malformed`. `<remove/>` ends the registration (and the
-//!   membership it gave).
+//!   membership, except in members-only rooms where admins give it).
 //! - Who may register: not outcasts (`forbidden`); in members-only rooms only accounts that
 //!   are already affiliated (`not-allowed`: registering must not open the room).
 //! - A reserved nickname is refused (`conflict`) to every other account, on join and on a nick
@@ -17,7 +17,7 @@
 //!   nickname, or an empty query.
 
 use super::form::{self, form_value};
-use super::room::{Affiliation, Out, Room};
+use super::room::{Affiliation, Extra, Out, Room};
 use crate::jid::Jid;
 use crate::proto::{ns, StanzaError};
 use crate::xml::Element;
@@ -87,8 +87,10 @@ impl Room {
                 return Err(StanzaError::item_not_found().with_text("you are not registered"));
             }
             self.dirty = true;
-            if aff == Affiliation::Member {
-                self.change_affiliation(&key, Affiliation::None, None, out);
+            // The membership registration gave ends with it (not one given by an admin of a
+            // members-only room).
+            if aff == Affiliation::Member && !self.config.members_only {
+                self.change_affiliation(&key, Affiliation::None, Extra::default(), out);
             }
             return Ok(());
         }
@@ -122,7 +124,7 @@ impl Room {
             self.dirty = true;
         }
         if aff < Affiliation::Member {
-            self.change_affiliation(&key, Affiliation::Member, None, out);
+            self.change_affiliation(&key, Affiliation::Member, Extra::default(), out);
         }
         Ok(())
     }

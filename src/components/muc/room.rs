@@ -110,6 +110,9 @@ pub struct StoredRoom {
     /// The room's vCard (XEP-0486), serialised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vcard: Option<String>,
+    /// Reserved nicknames (XEP-0045 §7.10): bare JID to nickname.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub nicks: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -142,7 +145,7 @@ pub struct Ctx {
 
 /// Extra content of the `<item/>` and `<x/>` in a presence.
 #[derive(Default, Clone)]
-struct Extra {
+pub(super) struct Extra {
     new_nick: Option<String>,
     actor: Option<String>,
     reason: Option<String>,
@@ -166,6 +169,8 @@ pub struct Room {
     pub(super) avatar_hashes: Vec<String>,
     /// The room archive may hold messages (something was archived or loaded).
     pub archived_any: bool,
+    /// Reserved nicknames ([`super::register`]): bare JID to nickname.
+    pub(super) nicks: BTreeMap<String, String>,
     occupants: BTreeMap<String, Occupant>,
     by_jid: HashMap<Jid, String>,
     pub(super) history: VecDeque<HistoryItem>,
@@ -214,6 +219,7 @@ impl Room {
             vcard: stored.vcard,
             avatar_hashes,
             archived_any: false,
+            nicks: stored.nicks,
             occupants: BTreeMap::new(),
             by_jid: HashMap::new(),
             history: VecDeque::new(),
@@ -227,6 +233,7 @@ impl Room {
             subject: self.subject.clone(),
             salt: self.salt.clone(),
             vcard: self.vcard.clone(),
+            nicks: self.nicks.clone(),
         }
     }
 
@@ -246,6 +253,10 @@ impl Room {
     }
 
     fn set_affiliation(&mut self, bare: &str, aff: Affiliation) {
+        if aff <= Affiliation::None {
+            // A registration (reserved nickname) ends with the affiliation.
+            self.nicks.remove(bare);
+        }
         if aff == Affiliation::None {
             self.affiliations.remove(bare);
         } else {
@@ -476,10 +487,9 @@ impl Room {
         self.broadcast_presence(&occ, false, &[], &[], &occ.jids, &Extra::default(), out);
     }
 
-    /// A nickname another member has registered is not reserved here (no registration yet):
-    /// any free nickname is allowed.
-    fn nick_allowed(&self, _bare: &Jid, _nick: &str) -> bool {
-        true
+    /// Whether another account is in the room under `nick`.
+    pub(super) fn nick_used_by_other(&self, bare: &Jid, nick: &str) -> bool {
+        self.occupants.get(nick).is_some_and(|o| o.bare != *bare)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -528,6 +538,13 @@ impl Room {
                     );
                 }
             }
+        }
+        if !self.nick_allowed(&bare, nick) {
+            return Self::error(
+                stanza,
+                StanzaError::conflict().with_text("that nickname is reserved"),
+                out,
+            );
         }
         if let Some(other) = self.occupants.get(nick) {
             if other.bare != bare {
@@ -1244,44 +1261,48 @@ impl Room {
                     }
                 }
                 Change::Aff(bare, aff, reason) => {
-                    self.set_affiliation(&bare, aff);
                     let extra = Extra {
                         actor: actor_nick.clone(),
                         reason,
                         ..Default::default()
                     };
-                    let present: Vec<String> = self
-                        .occupants
-                        .values()
-                        .filter(|o| o.bare.bare_string() == bare)
-                        .map(|o| o.nick.clone())
-                        .collect();
-                    for nick in present {
-                        if aff == Affiliation::Outcast {
-                            self.remove_occupant(&nick, &[301], &extra, out);
-                        } else if self.config.members_only && aff < Affiliation::Member {
-                            self.remove_occupant(&nick, &[321], &extra, out);
-                        } else {
-                            let role = self.default_role(aff);
-                            if let Some(occ) = self.occupants.get_mut(&nick) {
-                                occ.role = role;
-                                let occ = occ.clone();
-                                self.broadcast_presence(
-                                    &occ,
-                                    false,
-                                    &[],
-                                    &[],
-                                    &occ.jids,
-                                    &extra,
-                                    out,
-                                );
-                            }
-                        }
-                    }
+                    self.change_affiliation(&bare, aff, extra, out);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Set an affiliation and apply it to the account's occupants: removed when banned (301)
+    /// or no longer allowed in a members-only room (321), otherwise their presence is updated.
+    pub(super) fn change_affiliation(
+        &mut self,
+        bare: &str,
+        aff: Affiliation,
+        extra: Extra,
+        out: &mut Vec<Out>,
+    ) {
+        self.set_affiliation(bare, aff);
+        let present: Vec<String> = self
+            .occupants
+            .values()
+            .filter(|o| o.bare.bare_string() == bare)
+            .map(|o| o.nick.clone())
+            .collect();
+        for nick in present {
+            if aff == Affiliation::Outcast {
+                self.remove_occupant(&nick, &[301], &extra, out);
+            } else if self.config.members_only && aff < Affiliation::Member {
+                self.remove_occupant(&nick, &[321], &extra, out);
+            } else {
+                let role = self.default_role(aff);
+                if let Some(occ) = self.occupants.get_mut(&nick) {
+                    occ.role = role;
+                    let occ = occ.clone();
+                    self.broadcast_presence(&occ, false, &[], &[], &occ.jids, &extra, out);
+                }
+            }
+        }
     }
 
     // ---------------------------------------------------------------- muc#owner
@@ -1416,6 +1437,7 @@ impl Room {
             SELF_PING,
             OCCUPANT_ID,
             ns::VCARD,
+            super::register::NS_REGISTER,
             if c.persistent {
                 "muc_persistent"
             } else {
