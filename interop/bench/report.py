@@ -1,6 +1,6 @@
 """Turns oriole-bench RESULT lines into tables (medians over repeats) and Oriole/peer ratios.
 
-    python3 report.py RESULTS MODE
+    python3 report.py RESULTS MODE [SCENARIOS]
 
 In smoke mode it checks instead that every scenario produced a row against Oriole (and the
 relay) with no errors and a non-zero figure, and prints "N passed, M failed" last.
@@ -15,6 +15,9 @@ COLUMNS = {
     "chat-closed": ["clients", "msgs_s", "p50_ms", "p99_ms", "max_ms", "lost", "server_cpu_us_per_msg", "server_cpu_pct", "gen_cpu_pct", "other_cpu_pct"],
     "chat-open": ["clients", "mode", "msgs_s", "p50_ms", "p99_ms", "max_ms", "lost", "server_cpu_us_per_msg", "server_cpu_pct", "gen_cpu_pct"],
     "roster": ["ok", "logins_s", "p50_ms", "p99_ms", "server_cpu_ms_per_login", "gen_cpu_pct"],
+    "muc": ["occupants", "joined", "joins_s", "join_settle_s", "server_cpu_us_per_join", "server_cpu_us_per_presence",
+            "sent_s", "deliveries_s", "p50_ms", "p99_ms", "max_ms", "lost", "server_cpu_us_per_delivery",
+            "server_cpu_us_per_sent", "server_cpu_pct", "rss_kib", "gen_cpu_pct", "other_cpu_pct"],
     "offline": ["messages", "store_msgs_s", "store_cpu_us_per_msg", "disk_b_per_msg", "delivered", "deliver_msgs_s", "deliver_cpu_us_per_msg", "errors"],
 }
 # The figures compared as Oriole/peer, and whether higher is better.
@@ -25,6 +28,8 @@ RATIOS = {
     "chat-open": [("p99_ms", False), ("server_cpu_us_per_msg", False)],
     "roster": [("logins_s", True), ("server_cpu_ms_per_login", False)],
     "offline": [("store_msgs_s", True), ("deliver_msgs_s", True)],
+    "muc": [("joins_s", True), ("server_cpu_us_per_join", False), ("p99_ms", False),
+            ("server_cpu_us_per_delivery", False)],
 }
 ORDER = ["relay", "oriole", "prosody", "ejabberd"]
 
@@ -38,6 +43,14 @@ def parse(path):
             kv = dict(p.split("=", 1) for p in line.split()[1:] if "=" in p)
             rows.append(kv)
     return rows
+
+
+def base_of(scen):
+    # idle-N and muc-N (rows per N) share their base scenario's columns.
+    for b in ("idle", "muc"):
+        if scen == b or scen.startswith(b + "-"):
+            return b
+    return scen
 
 
 def key_of(row):
@@ -61,12 +74,16 @@ def main():
     path, mode = sys.argv[1], sys.argv[2]
     rows = parse(path)
     if mode == "smoke":
-        return smoke(rows)
+        return smoke(rows, sys.argv[3] if len(sys.argv) > 3 else "relay login idle chat roster offline muc")
     groups = defaultdict(lambda: defaultdict(list))
     for r in rows:
         groups[key_of(r)][r["server"]].append(r)
-    for scen in sorted(groups, key=lambda s: list(COLUMNS).index(s.split("-")[0] if s.startswith("idle") else s)):
-        base = "idle" if scen.startswith("idle") else scen
+    def order(s):
+        tail = s.rsplit("-", 1)[-1]
+        return (list(COLUMNS).index(base_of(s)), int(tail) if tail.isdigit() else 0)
+
+    for scen in sorted(groups, key=order):
+        base = base_of(scen)
         cols = COLUMNS[base]
         servers = sorted(groups[scen], key=lambda s: ORDER.index(s) if s in ORDER else 99)
         print(f"\n### {scen}\n")
@@ -91,19 +108,26 @@ def main():
     return 0
 
 
-def smoke(rows):
+def smoke(rows, requested):
     passed = failed = 0
     want = [("relay", "chat-closed", "msgs_s")] + [
         ("oriole", s, m)
         for s, m in [("login", "logins_s"), ("idle", "ok"), ("chat-closed", "msgs_s"),
-                     ("chat-open", "msgs_s"), ("roster", "logins_s"), ("offline", "deliver_msgs_s")]
+                     ("chat-open", "msgs_s"), ("roster", "logins_s"), ("offline", "deliver_msgs_s"),
+                     ("muc", "deliveries_s")]
     ]
+    # The scenarios asked for (--scenarios): each must have produced its rows.
+    asked = set(requested.split())
+    want = [w for w in want if (w[0] == "relay" and "relay" in asked)
+            or (w[0] != "relay" and base_of(w[1]).split("-")[0] in asked)]
     for server, scen, metric in want:
-        found = [r for r in rows if r["server"] == server and r["scenario"] == scen]
+        found = [r for r in rows if r["server"] == server and base_of(r["scenario"]) == scen]
         ok = bool(found) and all(r.get("errors", "0") == "0" and float(r.get(metric, "0")) > 0 for r in found)
         if ok and scen == "offline":
             ok = all(r["delivered"] == r["messages"] for r in found)
-        if scen in ("chat-closed", "chat-open"):
+        if scen == "muc":
+            ok = ok and all(r["joined"] == r["occupants"] for r in found)
+        if scen in ("chat-closed", "chat-open", "muc"):
             ok = ok and all(r.get("lost") == "0" for r in found)
         print(f"{'PASS' if ok else 'FAIL'} {server} {scen}" + ("" if ok else f": {found}"))
         passed += ok

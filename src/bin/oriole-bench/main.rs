@@ -120,6 +120,35 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         senders: usize,
     },
+    /// N occupants join one room (the first creates it), then S senders send groupchat
+    /// messages at a fixed total rate: joins/s, deliveries/s, one-way latency, loss, CPU.
+    Muc {
+        #[arg(long, default_value_t = 100)]
+        occupants: usize,
+        #[arg(long, default_value_t = 5)]
+        senders: usize,
+        /// Total groupchat messages per second over all senders (each is delivered N times).
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Bytes of padding in each body.
+        #[arg(long, default_value_t = 64)]
+        pad: usize,
+        /// The room's local part; the service is `conference.<domain>` unless --service.
+        #[arg(long, default_value = "bench")]
+        room: String,
+        #[arg(long)]
+        service: Option<String>,
+        /// A `var=value` field for the creator's owner form (repeatable; none: instant room).
+        #[arg(long)]
+        room_config: Vec<String>,
+        /// Seconds allowed for all joins, and again for their presences to arrive.
+        #[arg(long, default_value_t = 300)]
+        join_timeout: u64,
+    },
     /// The TLS byte relay (the chat scenario's reference), until stopped.
     RelayServer {
         #[arg(long)]
@@ -223,6 +252,32 @@ async fn run(cli: Cli) -> Result<(), String> {
             recipients,
             senders,
         } => scenarios::offline(&ctx, messages, recipients, senders).await,
+        Command::Muc {
+            occupants,
+            senders,
+            rate,
+            warmup,
+            duration,
+            pad,
+            room,
+            service,
+            room_config,
+            join_timeout,
+        } => {
+            let service = service.unwrap_or_else(|| format!("conference.{}", g.domain));
+            let opts = scenarios::MucOpts {
+                occupants,
+                senders,
+                rate,
+                warmup,
+                duration,
+                pad,
+                room: format!("{room}@{service}"),
+                room_config,
+                join_timeout,
+            };
+            scenarios::muc(&ctx, opts).await
+        }
         Command::RelayServer { listen, cert, key } => {
             return relay::serve(listen, &cert, &key).await
         }

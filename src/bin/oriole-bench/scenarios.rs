@@ -1,5 +1,5 @@
 //! The benchmark scenarios: login, idle, chat (closed and open loop, or over the relay),
-//! roster and offline. Each prints a summary and one `RESULT` line.
+//! roster, offline and muc (one chatroom's join storm and groupchat fan-out). Each prints a summary and one `RESULT` line.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -758,4 +758,541 @@ pub async fn offline(
         ],
     );
     Ok(())
+}
+
+/// Options of the MUC fan-out scenario.
+pub struct MucOpts {
+    pub occupants: usize,
+    pub senders: usize,
+    /// Total groupchat messages per second over all senders (open loop).
+    pub rate: f64,
+    pub warmup: u64,
+    pub duration: u64,
+    pub pad: usize,
+    /// The room's bare JID.
+    pub room: String,
+    /// Extra `var=value` fields of the owner form the creator submits (instant room if none).
+    pub room_config: Vec<String>,
+    /// Seconds to wait for all joins and for the join presences to arrive.
+    pub join_timeout: u64,
+}
+
+/// Phases of the MUC scenario (a `watch` value).
+const MUC_JOIN: u8 = 1;
+const MUC_SEND: u8 = 2;
+const MUC_DRAIN: u8 = 3;
+const MUC_END: u8 = 4;
+/// How long the occupants wait for the last messages after sending stops.
+const DRAIN_SECS: u64 = 30;
+
+struct MucShared {
+    room: String,
+    /// Each sender's messages per second.
+    rate: f64,
+    pad: String,
+    join_slots: tokio::sync::Semaphore,
+    joined: AtomicUsize,
+    join_errors: AtomicUsize,
+    /// Occupant presences from the room, over all clients.
+    presences: AtomicU64,
+    sent: AtomicU64,
+    delivered: AtomicU64,
+    win_start: AtomicU64,
+    win_end: AtomicU64,
+}
+
+#[derive(Default)]
+struct MucStats {
+    /// Groupchat messages this occupant received (all phases).
+    recv: u64,
+    sent_window: u64,
+    recv_window: u64,
+    lat: Vec<u32>,
+    join_us: Option<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+fn join_presence(room: &str, nick: &str) -> String {
+    format!(
+        "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'>\
+         <history maxstanzas='0'/></x></presence>"
+    )
+}
+
+fn has_status(el: &[u8], code: &str) -> bool {
+    framer::find(el, format!("code='{code}'").as_bytes()).is_some()
+        || framer::find(el, format!("code=\"{code}\"").as_bytes()).is_some()
+}
+
+/// The owner form: an instant room (XEP-0045 §10.1.2), or a submitted configuration with
+/// the given `var=value` fields.
+fn owner_form(room: &str, fields: &[String]) -> String {
+    let mut x = String::from("<x xmlns='jabber:x:data' type='submit'>");
+    if !fields.is_empty() {
+        x.push_str(
+            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>",
+        );
+        for f in fields {
+            let (var, value) = f.split_once('=').unwrap_or((f.as_str(), ""));
+            x.push_str(&format!(
+                "<field var='{}'><value>{}</value></field>",
+                xml_escape(var),
+                xml_escape(value)
+            ));
+        }
+    }
+    x.push_str("</x>");
+    format!(
+        "<iq type='set' id='muc-owner' to='{room}'>\
+         <query xmlns='http://jabber.org/protocol/muc#owner'>{x}</query></iq>"
+    )
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+}
+
+/// The first client creates the room: joins, and when the room answers 201 (new, locked),
+/// submits the owner form and waits for the result.
+async fn muc_create(c: &mut Conn, room: &str, nick: &str, fields: &[String]) -> Result<(), String> {
+    c.send(&join_presence(room, nick)).await?;
+    let me = format!("{room}/{nick}");
+    loop {
+        let el = c.element().await?;
+        if framer::local_name(&el) != b"presence" || framer::attr(&el, "from") != Some(me.as_str())
+        {
+            continue;
+        }
+        if framer::attr(&el, "type") == Some("error") {
+            return Err(format!(
+                "joining {room} failed: {}",
+                String::from_utf8_lossy(&el)
+            ));
+        }
+        if has_status(&el, "201") {
+            c.send(&owner_form(room, fields)).await?;
+            c.reply("muc-owner").await?;
+        }
+        return Ok(());
+    }
+}
+
+async fn muc_task(
+    mut c: Conn,
+    i: usize,
+    joined: bool,
+    sender: bool,
+    sh: Arc<MucShared>,
+    mut phase: watch::Receiver<u8>,
+) -> MucStats {
+    let mut st = MucStats::default();
+    let nick = format!("u{i}");
+    let me = format!("{}/{nick}", sh.room);
+    let room_prefix = format!("{}/", sh.room);
+    let fail = |st: &mut MucStats, e: String| {
+        st.errors += 1;
+        if st.first_error.is_none() {
+            st.first_error = Some(e);
+        }
+    };
+    while *phase.borrow() < MUC_JOIN {
+        if phase.changed().await.is_err() {
+            return st;
+        }
+    }
+    let mut permit = None;
+    let mut join_t = Instant::now();
+    if !joined {
+        match sh.join_slots.acquire().await {
+            Ok(p) => permit = Some(p),
+            Err(_) => return st,
+        }
+        join_t = Instant::now();
+        if c.send(&join_presence(&sh.room, &nick)).await.is_err() {
+            fail(&mut st, "write failed".into());
+            sh.join_errors.fetch_add(1, Ordering::Relaxed);
+            return st;
+        }
+    }
+    // The senders' clock starts with the message phase (an earlier start would burst).
+    let mut iv: Option<tokio::time::Interval> = None;
+    let mut sending = false;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    'outer: loop {
+        tokio::select! {
+            r = c.io.read(&mut buf) => {
+                let n = match r {
+                    Ok(0) | Err(_) => { fail(&mut st, "connection closed by the server".into()); break; }
+                    Ok(n) => n,
+                };
+                c.framer.feed(&buf[..n]);
+                let now = now_us();
+                let ws = sh.win_start.load(Ordering::Relaxed);
+                let we = sh.win_end.load(Ordering::Relaxed);
+                let mut got = 0u64;
+                let mut pres = 0u64;
+                while let Some(f) = c.framer.next_frame() {
+                    let r = match f {
+                        Frame::Element(r) => r,
+                        Frame::End => { fail(&mut st, "stream closed by the server".into()); break 'outer; }
+                        Frame::Header => continue,
+                    };
+                    let el = c.framer.get(r);
+                    match framer::local_name(el) {
+                        b"message" => {
+                            if framer::attr(el, "type") == Some("error") {
+                                fail(&mut st, String::from_utf8_lossy(el).chars().take(300).collect());
+                                continue;
+                            }
+                            let Some(ts) = body_ts(el) else { continue };
+                            got += 1;
+                            st.recv += 1;
+                            if now >= ws && now < we {
+                                st.recv_window += 1;
+                                st.lat.push(now.saturating_sub(ts).min(u32::MAX as u64) as u32);
+                            }
+                        }
+                        b"presence" => {
+                            let from = framer::attr(el, "from").unwrap_or("");
+                            if !from.starts_with(&room_prefix) {
+                                continue;
+                            }
+                            if framer::attr(el, "type") == Some("error") {
+                                fail(&mut st, String::from_utf8_lossy(el).chars().take(300).collect());
+                                if permit.take().is_some() {
+                                    sh.join_errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                                continue;
+                            }
+                            pres += 1;
+                            if from == me && permit.is_some() && has_status(el, "110") {
+                                permit = None;
+                                st.join_us = Some(join_t.elapsed().as_micros() as u32);
+                                sh.joined.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if got > 0 {
+                    sh.delivered.fetch_add(got, Ordering::Relaxed);
+                }
+                if pres > 0 {
+                    sh.presences.fetch_add(pres, Ordering::Relaxed);
+                }
+            }
+            _ = async { match iv.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending::<()>().await } }, if sending => {
+                out.clear();
+                let now = now_us();
+                out.extend_from_slice(
+                    format!(
+                        "<message to='{}' type='groupchat'><body>{now} {}</body></message>",
+                        sh.room, sh.pad
+                    )
+                    .as_bytes(),
+                );
+                if c.io.write_all(&out).await.is_err() || c.io.flush().await.is_err() {
+                    fail(&mut st, "write failed".into());
+                    break;
+                }
+                sh.sent.fetch_add(1, Ordering::Relaxed);
+                if now >= sh.win_start.load(Ordering::Relaxed) && now < sh.win_end.load(Ordering::Relaxed) {
+                    st.sent_window += 1;
+                }
+            }
+            ch = phase.changed() => {
+                if ch.is_err() { break; }
+                let p = *phase.borrow();
+                sending = p == MUC_SEND;
+                if sending && sender && sh.rate > 0.0 && iv.is_none() {
+                    let period = Duration::from_secs_f64(1.0 / sh.rate);
+                    let offset = period.mul_f64(rand::random::<f64>());
+                    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+                    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                    iv = Some(i);
+                }
+                if p >= MUC_END { break; }
+            }
+        }
+    }
+    c.close().await;
+    st
+}
+
+/// Waits until `done()` or `limit` passes; true when done.
+async fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+pub async fn muc(ctx: &Ctx, o: MucOpts) -> Result<(), String> {
+    let n = o.occupants;
+    if n < 2 {
+        return Err("muc needs at least 2 occupants".into());
+    }
+    let senders = o.senders.clamp(1, n);
+    let t = ctx.target.clone();
+    let (conns, _, errors) = run_many(n, ctx.concurrency, move |i| {
+        let t = t.clone();
+        async move {
+            client::login(
+                &t,
+                i,
+                &format!("u{i}"),
+                "bench",
+                LoginOpts {
+                    presence: true,
+                    roster: false,
+                },
+            )
+            .await
+        }
+    })
+    .await;
+    if !errors.is_empty() {
+        return Err(format!("{} clients failed to log in", errors.len()));
+    }
+    let mut conns: Vec<Conn> = conns.into_iter().flatten().collect();
+    let sh = Arc::new(MucShared {
+        room: o.room.clone(),
+        rate: o.rate / senders as f64,
+        pad: "x".repeat(o.pad),
+        join_slots: tokio::sync::Semaphore::new(ctx.concurrency),
+        joined: AtomicUsize::new(1),
+        join_errors: AtomicUsize::new(0),
+        presences: AtomicU64::new(1),
+        sent: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        win_start: AtomicU64::new(u64::MAX),
+        win_end: AtomicU64::new(u64::MAX),
+    });
+    // Join phase: the creator, then everyone else with `concurrency` joins in flight.
+    let rss0 = ctx.rss();
+    let a = ctx.snap();
+    let create_t = Instant::now();
+    tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        muc_create(&mut conns[0], &o.room, "u0", &o.room_config),
+    )
+    .await
+    .map_err(|_| "creating the room timed out".to_string())??;
+    let create_us = create_t.elapsed().as_micros() as u32;
+    let (tx, rx) = watch::channel(0u8);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, c) in conns.into_iter().enumerate() {
+        tasks.spawn(muc_task(c, i, i == 0, i < senders, sh.clone(), rx.clone()));
+    }
+    let _ = tx.send(MUC_JOIN);
+    let limit = Duration::from_secs(o.join_timeout);
+    let sh2 = sh.clone();
+    let all_joined = wait_until(limit, move || {
+        sh2.joined.load(Ordering::Relaxed) + sh2.join_errors.load(Ordering::Relaxed) >= n
+    })
+    .await;
+    let joined_at = ctx.snap();
+    // Joins completed within the limit (the rate's numerator; later joins still count as
+    // occupants).
+    let joined_in_time = sh.joined.load(Ordering::Relaxed);
+    // Every occupant ends with one presence per occupant: N² in all.
+    let expected_presences = (n * n) as u64;
+    let sh2 = sh.clone();
+    let settled = wait_until(limit, move || {
+        sh2.presences.load(Ordering::Relaxed) >= expected_presences
+    })
+    .await;
+    let b = ctx.snap();
+    let rss_joined = ctx.rss();
+    let joined = sh.joined.load(Ordering::Relaxed);
+    let presences = sh.presences.load(Ordering::Relaxed);
+    let join_phase = cpu_between(&a, &b);
+    let join_wall = joined_at.at.duration_since(a.at).as_secs_f64();
+    if !all_joined || joined < n {
+        eprintln!(
+            "muc: {joined_in_time}/{n} joined within {}s, {joined} in the end ({} join errors)",
+            o.join_timeout,
+            sh.join_errors.load(Ordering::Relaxed)
+        );
+    }
+    if !settled {
+        eprintln!("muc: {presences} of {expected_presences} join presences within the time limit");
+    }
+    // Message phase: open loop from the senders, everyone counts what the room reflects.
+    let start = now_us();
+    let ws = start + o.warmup * 1_000_000;
+    let we = ws + o.duration * 1_000_000;
+    sh.win_start.store(ws, Ordering::Relaxed);
+    sh.win_end.store(we, Ordering::Relaxed);
+    let _ = tx.send(MUC_SEND);
+    tokio::time::sleep(Duration::from_secs(o.warmup)).await;
+    let c0 = ctx.snap();
+    tokio::time::sleep(Duration::from_secs(o.duration)).await;
+    let d = ctx.snap();
+    let _ = tx.send(MUC_DRAIN);
+    let rss_end = ctx.rss();
+    let sh2 = sh.clone();
+    let joined_n = joined as u64;
+    let drained = wait_until(Duration::from_secs(DRAIN_SECS), move || {
+        sh2.delivered.load(Ordering::Relaxed) >= sh2.sent.load(Ordering::Relaxed) * joined_n
+    })
+    .await;
+    if !drained {
+        eprintln!(
+            "muc: after {DRAIN_SECS} s of drain, {} of {} deliveries",
+            sh.delivered.load(Ordering::Relaxed),
+            sh.sent.load(Ordering::Relaxed) * joined_n
+        );
+    }
+    let _ = tx.send(MUC_END);
+    let mut total = MucStats::default();
+    let mut join_lat = vec![create_us];
+    let mut first_error = None;
+    let (mut recv_min, mut recv_max) = (u64::MAX, 0);
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(s) = r {
+            recv_min = recv_min.min(s.recv);
+            recv_max = recv_max.max(s.recv);
+            total.sent_window += s.sent_window;
+            total.recv_window += s.recv_window;
+            total.errors += s.errors;
+            total.lat.extend(s.lat);
+            join_lat.extend(s.join_us);
+            if first_error.is_none() {
+                first_error = s.first_error;
+            }
+        }
+    }
+    if let Some(e) = &first_error {
+        eprintln!("muc: {} errors; first: {e}", total.errors);
+    }
+    let sent = sh.sent.load(Ordering::Relaxed);
+    let delivered = sh.delivered.load(Ordering::Relaxed);
+    // Everyone who joined receives every message, the sender its own copy too.
+    let expected = sent * joined_n;
+    let lost = expected.saturating_sub(delivered);
+    if lost > 0 {
+        eprintln!(
+            "muc: {sent} sent; each occupant received between {recv_min} and {recv_max} of them"
+        );
+    }
+    let u = cpu_between(&c0, &d);
+    let jp = percentiles(join_lat);
+    let p = percentiles(total.lat);
+    let joins_s = joined_in_time as f64 / join_wall.max(1e-9);
+    let join_cpu_us = 1e6 * join_phase.server / joined.max(1) as f64;
+    let pres_cpu_us = 1e6 * join_phase.server / presences.max(1) as f64;
+    let deliveries_s = total.recv_window as f64 / u.wall;
+    let sent_s = total.sent_window as f64 / u.wall;
+    let cpu_per_delivery = 1e6 * u.server / total.recv_window.max(1) as f64;
+    let cpu_per_sent = 1e6 * u.server / total.sent_window.max(1) as f64;
+    let errors = total.errors + (n - joined.min(n)) as u64;
+    println!(
+        "muc {} ({n} occupants): joins {joined}/{n} in {join_wall:.2}s = {joins_s:.0}/s (p50 {} p99 {} ms), \
+         presences settled after {:.2}s ({presences} of {expected_presences}), server {join_cpu_us:.0} µs CPU/join \
+         ({pres_cpu_us:.2} µs per presence delivered); messages: {senders} senders at {:.0}/s, {sent_s:.0} sent/s, \
+         {deliveries_s:.0} deliveries/s, latency p50 {} p99 {} max {} ms, lost {lost} of {expected}, \
+         server {cpu_per_delivery:.2} µs CPU/delivery, {cpu_per_sent:.0} µs CPU/sent message ({}%), \
+         RSS {rss0} -> {rss_joined} -> {rss_end} KiB, generator {}% CPU, others {}%",
+        ctx.label,
+        ms(jp.p50),
+        ms(jp.p99),
+        join_phase.wall,
+        o.rate,
+        ms(p.p50),
+        ms(p.p99),
+        ms(p.max),
+        pct(u.server, u.wall),
+        pct(u.me, u.wall),
+        pct(u.other, u.wall)
+    );
+    result_line(
+        &format!("muc-{n}"),
+        &ctx.label,
+        &[
+            ("occupants", n.to_string()),
+            ("joined", joined.to_string()),
+            ("joins_s", format!("{joins_s:.0}")),
+            ("join_p50_ms", ms(jp.p50)),
+            ("join_p99_ms", ms(jp.p99)),
+            ("join_settle_s", format!("{:.2}", join_phase.wall)),
+            ("presences", presences.to_string()),
+            ("server_cpu_us_per_join", format!("{join_cpu_us:.0}")),
+            ("server_cpu_us_per_presence", format!("{pres_cpu_us:.2}")),
+            ("senders", senders.to_string()),
+            ("rate", format!("{:.0}", o.rate)),
+            ("sent_s", format!("{sent_s:.0}")),
+            ("deliveries_s", format!("{deliveries_s:.0}")),
+            ("p50_ms", ms(p.p50)),
+            ("p99_ms", ms(p.p99)),
+            ("max_ms", ms(p.max)),
+            ("samples", p.count.to_string()),
+            ("sent", sent.to_string()),
+            ("expected", expected.to_string()),
+            ("delivered", delivered.to_string()),
+            ("lost", lost.to_string()),
+            ("errors", errors.to_string()),
+            (
+                "server_cpu_us_per_delivery",
+                format!("{cpu_per_delivery:.2}"),
+            ),
+            ("server_cpu_us_per_sent", format!("{cpu_per_sent:.1}")),
+            ("server_cpu_pct", pct(u.server, u.wall)),
+            ("rss_kib", rss_end.to_string()),
+            ("rss_base_kib", rss0.to_string()),
+            ("gen_cpu_pct", pct(u.me, u.wall)),
+            ("other_cpu_pct", pct(u.other, u.wall)),
+        ],
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instant_room_form_is_an_empty_submit() {
+        let f = owner_form("bench@conference.example", &[]);
+        assert!(f.contains("to='bench@conference.example'"));
+        assert!(f.contains(
+            "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'></x></query>"
+        ));
+        assert!(!f.contains("FORM_TYPE"));
+    }
+
+    #[test]
+    fn configured_room_form_has_its_fields_escaped() {
+        let f = owner_form(
+            "r@c.example",
+            &["muc#roomconfig_enablearchiving=0".into(), "a<b=x'y".into()],
+        );
+        assert!(f.contains("<value>http://jabber.org/protocol/muc#roomconfig</value>"));
+        assert!(f.contains("<field var='muc#roomconfig_enablearchiving'><value>0</value></field>"));
+        assert!(f.contains("<field var='a&lt;b'><value>x&apos;y</value></field>"));
+    }
+
+    #[test]
+    fn status_codes_in_either_quote_style() {
+        let p = br#"<presence from='r@c/u0'><x xmlns='http://jabber.org/protocol/muc#user'><status code="110"/><status code='201'/></x></presence>"#;
+        assert!(has_status(p, "110"));
+        assert!(has_status(p, "201"));
+        assert!(!has_status(p, "100"));
+    }
+
+    #[test]
+    fn join_asks_for_no_history() {
+        let j = join_presence("r@c.example", "u7");
+        assert!(j.starts_with("<presence to='r@c.example/u7'>"));
+        assert!(j.contains("<history maxstanzas='0'/>"));
+    }
 }
