@@ -375,6 +375,31 @@ async fn lifecycle_create_join_talk_nick_change_leave() {
 }
 
 #[tokio::test]
+async fn leaving_by_the_bare_room_jid() {
+    // aioxmpp's Room.leave sends its unavailable presence to room@service (no nick).
+    bounded(async {
+        let s = TestServer::start().await;
+        s.add_users(&["alice", "bob"]).await;
+        let mut a = s.online("alice", "a", 0).await;
+        let mut b = s.online("bob", "b", 0).await;
+        create(&mut a, "r", "A").await;
+        join(&mut b, "r", "B", "").await;
+        presence_from(&mut a, &occ("r", "B"), None).await;
+        b.send(&format!(
+            "<presence to='{}' type='unavailable'/>",
+            room("r")
+        ))
+        .await
+        .unwrap();
+        let mine = presence_from(&mut b, &occ("r", "B"), Some("unavailable")).await;
+        assert!(has_code(&mine, "110"), "own leave: {}", mine.to_xml());
+        let gone = presence_from(&mut a, &occ("r", "B"), Some("unavailable")).await;
+        assert!(!has_code(&gone, "110"), "leave at alice: {}", gone.to_xml());
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_closed_session_leaves_the_room() {
     bounded(async {
         let s = TestServer::start().await;

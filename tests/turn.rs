@@ -514,3 +514,49 @@ async fn relaying_to_loopback_is_refused_by_default() {
     })
     .await
 }
+
+#[tokio::test]
+async fn even_port_is_honoured_and_reservations_are_refused() {
+    // coturn's turnutils_uclient puts EVEN-PORT (R bit clear) in about half its Allocates.
+    bounded(async {
+        let opts = Options {
+            media_config: Some(
+                "\n[upload]\nenable = false\n\n[proxy65]\nenable = false\n\
+                 \n[turn]\nlisten = \"127.0.0.1:0\"\nhost = \"127.0.0.1\"\n"
+                    .into(),
+            ),
+            ..Options::default()
+        };
+        let s = TestServer::start_with(opts).await;
+        s.add_users(&["alice"]).await;
+        let mut a = s.online("alice", "r", 0).await;
+        let creds = turn_credentials(&mut a).await;
+        let server: SocketAddr = format!("{}:{}", creds.host, creds.port).parse().unwrap();
+        for _ in 0..4 {
+            for (flags, reserve) in [(0x00u8, false), (0x80, true)] {
+                let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                let m = Msg::new(ALLOCATE).with(0x0019, &[17, 0, 0, 0]);
+                let r = exchange(&sock, server, &m.bytes(None), &m.tx).await;
+                let realm = r.get(0x0014).expect("REALM").to_vec();
+                let nonce = r.get(0x0015).expect("NONCE").to_vec();
+                let realm_s = String::from_utf8(realm.clone()).unwrap();
+                let key = long_term_key(&creds.username, &realm_s, &creds.password);
+                let m = Msg::new(ALLOCATE)
+                    .with(0x0019, &[17, 0, 0, 0])
+                    .with(0x0018, &[flags])
+                    .with(0x0006, creds.username.as_bytes())
+                    .with(0x0014, &realm)
+                    .with(0x0015, &nonce);
+                let r = exchange(&sock, server, &m.bytes(Some(&key)), &m.tx).await;
+                if reserve {
+                    assert_eq!((r.ty, r.error_code()), (0x0113, Some(508)));
+                } else {
+                    assert_eq!(r.ty, ALLOCATE_OK, "error {:?}", r.error_code());
+                    let relayed = r.xor_addr(0x0016).expect("XOR-RELAYED-ADDRESS");
+                    assert_eq!(relayed.port() % 2, 0, "odd relayed port {relayed}");
+                }
+            }
+        }
+    })
+    .await
+}

@@ -28,12 +28,14 @@ import aioxmpp.security_layer
 import aioxmpp.xml
 import OpenSSL.SSL
 
+from harness import runner
 
-class Fail(Exception):
+
+class Fail(runner.Fail):
     """The scenario found the server misbehaving; the message is the reason printed."""
 
 
-class Skip(Exception):
+class Skip(runner.Skip):
     """The scenario does not apply to this configuration."""
 
 

@@ -17,6 +17,8 @@ from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
+from .runner import Fail, Skip  # noqa: F401  (re-exported: scenarios import them from here)
+
 # The mechanisms a login may use: any SCRAM (RFC 5802 / RFC 7677), never PLAIN.
 SCRAM_MECHS = {
     "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512",
@@ -25,14 +27,6 @@ SCRAM_MECHS = {
 
 NS_CLIENT = "jabber:client"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
-
-
-class Fail(Exception):
-    """The scenario found the server misbehaving; the message is the reason printed."""
-
-
-class Skip(Exception):
-    """The scenario does not apply to this configuration."""
 
 
 def q(ns: str, tag: str) -> str:

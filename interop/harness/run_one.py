@@ -2,6 +2,8 @@
 
     python -m harness.run_one --target oriole|prosody --scenario NAME --work DIR
 
+The slixmpp side of the shared runner (harness/runner.py, which does the server, the
+timeouts and the result line): a loader for scenarios/NAME.py and the context they see.
 Prints `PASS NAME`, `FAIL NAME: reason` or `SKIP NAME: reason` on standard output (details go
 to DIR/client.log, DIR/admin.log and the server's log in DIR). Exit status: 0 pass, 1 fail,
 3 skip. The server is stopped before this returns, whatever happened, and also on SIGTERM.
@@ -15,21 +17,15 @@ A scenario is a module in scenarios/ with:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
 import logging
-import signal
 import sys
-import traceback
 from pathlib import Path
 
-from .client import Client, Fail, Skip
-from .target import TARGETS, Target, TargetError
-
-
-class Terminated(BaseException):
-    pass
+from . import runner
+from .client import Client
+from .target import Target
 
 
 class Ctx:
@@ -103,101 +99,8 @@ def load(name: str):
     return importlib.import_module(f"scenarios.{name}")
 
 
-async def run_scenario(mod, ctx: Ctx) -> None:
-    await mod.run(ctx)
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--target", choices=sorted(TARGETS), required=True)
-    ap.add_argument("--scenario", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--enable-register", action="store_true")
-    args = ap.parse_args()
-
-    name = args.scenario
-    work = Path(args.work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=str(work / "client.log"), level=logging.DEBUG,
-        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s %(message)s", datefmt="%H:%M:%S",
-    )
-
-    def on_term(signum, frame):
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, on_term)
-
-    result = ("FAIL", "internal error")
-    target: Target | None = None
-    ctx: Ctx | None = None
-    try:
-        mod = load(name)
-        # A scenario that needs in-band registration gets a server of its own with it on
-        # (every scenario starts its own server), so it always runs.
-        registration = getattr(mod, "REGISTRATION", False) or args.enable_register
-        target = TARGETS[args.target](work, registration=registration)
-        target.extra_modules = tuple(getattr(mod, "PROSODY_MODULES", ()))
-        ctx = Ctx(target, work, name, {"register": registration})
-        target.prepare()
-        for user in getattr(mod, "USERS", []):
-            ctx.step(f"create account {user}")
-            target.add_user(user, ctx.password(user))
-        ctx.step("start server")
-        target.start()
-        timeout = getattr(mod, "TIMEOUT", 60)
-
-        async def body():
-            try:
-                await asyncio.wait_for(run_scenario(mod, ctx), timeout)
-            except asyncio.TimeoutError:
-                raise Fail(f"timed out after {timeout}s at step: {ctx.last_step}")
-            finally:
-                await ctx.logout_all()
-
-        asyncio.run(body())
-        ctx.step("stop server")
-        if target.crashed():
-            raise Fail(target.crashed() or "server died")
-        code = target.stop()
-        if code != 0:
-            raise Fail(f"scenario passed, but the server exited with {code} on SIGTERM")
-        result = ("PASS", "")
-    except Skip as e:
-        result = ("SKIP", str(e))
-    except Fail as e:
-        step = f" [step: {ctx.last_step}]" if ctx else ""
-        result = ("FAIL", f"{e}{step}")
-    except TargetError as e:
-        result = ("FAIL", f"{e}")
-    except Terminated:
-        step = f" at step: {ctx.last_step}" if ctx else ""
-        result = ("FAIL", f"killed by the run's timeout{step}")
-    except Exception as e:  # a bug in the scenario or an unexpected reply shape
-        logging.exception("scenario raised")
-        tb = traceback.extract_tb(e.__traceback__)[-1]
-        step = f" [step: {ctx.last_step}]" if ctx else ""
-        result = ("FAIL", f"{type(e).__name__}: {e} "
-                          f"({Path(tb.filename).name}:{tb.lineno}){step}")
-    finally:
-        if target is not None:
-            died = target.crashed()
-            if died and result[0] == "FAIL" and "died" not in result[1]:
-                result = ("FAIL", f"{result[1]}; {died}")
-            if target.running():
-                try:
-                    target.stop(timeout=5)
-                except TargetError:
-                    target.kill()
-            target.kill()
-
-    status, reason = result
-    reason = " ".join(reason.split())
-    if len(reason) > 600:
-        reason = reason[:600] + "..."
-    print(f"{status} {name}" + (f": {reason}" if reason else ""), flush=True)
-    logging.info("RESULT %s %s %s", status, name, reason)
-    return {"PASS": 0, "FAIL": 1, "SKIP": 3}[status]
+    return runner.main(load=load, make_ctx=Ctx)
 
 
 if __name__ == "__main__":

@@ -269,6 +269,9 @@ listen = []
 http_listen = "{self.host}:{self.upload_port}"
 public_url = "https://{self.domain}:{self.upload_port}"
 
+# relay_private_peers: the test's TURN clients and their relayed addresses are all on
+# loopback, which Oriole refuses as a peer by default (no relaying into the server's own
+# network); extdisco and turn_coturn relay between loopback addresses, so it is on here.
 [turn]
 listen = "{self.host}:{self.turn_port}"
 host = "{self.host}"

@@ -400,15 +400,17 @@ impl MucService {
             (StanzaKind::Presence, Some(nick)) => {
                 room.presence_in(&from, nick, &stanza, created, &ctx, &mut out);
             }
-            (StanzaKind::Presence, None) => {
-                if stanza.type_attr().is_none() {
-                    out.push(Out::One(
-                        StanzaError::jid_malformed()
-                            .with_text("join with room@service/nickname")
-                            .reply_to(&stanza),
-                    ));
-                }
-            }
+            (StanzaKind::Presence, None) => match stanza.type_attr() {
+                None => out.push(Out::One(
+                    StanzaError::jid_malformed()
+                        .with_text("join with room@service/nickname")
+                        .reply_to(&stanza),
+                )),
+                // Leaving by the bare room JID (aioxmpp's Room.leave does so; Prosody
+                // accepts it): the same as to room@service/nick.
+                Some("unavailable") => room.leave(&from, Some(&stanza), &mut out),
+                Some(_) => {}
+            },
             (StanzaKind::Message, None) => room.message_to_room(&from, &stanza, &ctx, &mut out),
             (StanzaKind::Message, Some(nick)) => {
                 room.message_to_occupant(&from, nick, &stanza, &mut out)

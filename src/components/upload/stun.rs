@@ -39,6 +39,7 @@ pub mod attr {
     pub const REALM: u16 = 0x0014;
     pub const NONCE: u16 = 0x0015;
     pub const XOR_RELAYED_ADDRESS: u16 = 0x0016;
+    pub const EVEN_PORT: u16 = 0x0018;
     pub const REQUESTED_TRANSPORT: u16 = 0x0019;
     pub const DONT_FRAGMENT: u16 = 0x001A;
     pub const XOR_MAPPED_ADDRESS: u16 = 0x0020;
@@ -61,6 +62,7 @@ pub const KNOWN_REQUIRED: &[u16] = &[
     attr::REALM,
     attr::NONCE,
     attr::XOR_RELAYED_ADDRESS,
+    attr::EVEN_PORT,
     attr::REQUESTED_TRANSPORT,
     attr::DONT_FRAGMENT,
     attr::XOR_MAPPED_ADDRESS,

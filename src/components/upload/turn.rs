@@ -11,9 +11,13 @@
 //! link-local, shared, documentation, multicast, …) are refused with 403 unless
 //! `turn.relay_private_peers` is on; unspecified, multicast and broadcast addresses never.
 //!
-//! Not implemented: TCP/TLS transports to the server and to peers, EVEN-PORT and
-//! RESERVATION-TOKEN (answered with 420), IPv6 relayed addresses for IPv4 clients, bandwidth
-//! quotas. Each allocation relays through its own UDP socket from `turn.relay_ports`.
+//! EVEN-PORT without the R bit gets an even relayed port (coturn's turnutils_uclient sends it
+//! on every other Allocate); with the R bit (also reserve the next port) the server cannot
+//! satisfy it and answers 508 (RFC 5766 §6.2).
+//!
+//! Not implemented: TCP/TLS transports to the server and to peers, port reservations
+//! (EVEN-PORT's R bit: 508; RESERVATION-TOKEN: 420), IPv6 relayed addresses for IPv4 clients,
+//! bandwidth quotas. Each allocation relays through its own UDP socket from `turn.relay_ports`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -441,8 +445,17 @@ impl TurnServer {
             }
             Some(_) => {}
         }
+        // EVEN-PORT (RFC 5766 §14.6): an even port; with the R bit also a reservation of
+        // the next one, which this server does not make.
+        let even = match msg.get(attr::EVEN_PORT) {
+            None => false,
+            Some(v) if v.first().is_some_and(|b| b & 0x80 != 0) => {
+                return Err((508, "Insufficient Capacity"))
+            }
+            Some(_) => true,
+        };
         let relay = self
-            .bind_relay()
+            .bind_relay(even)
             .await
             .ok_or((508, "Insufficient Capacity"))?;
         let port = relay
@@ -484,11 +497,15 @@ impl TurnServer {
             .finish())
     }
 
-    async fn bind_relay(&self) -> Option<UdpSocket> {
+    async fn bind_relay(&self, even: bool) -> Option<UdpSocket> {
         let (lo, hi) = self.ports;
         let span = u32::from(hi - lo) + 1;
         for _ in 0..64 {
             let port = lo + (rand::random::<u32>() % span) as u16;
+            let port = if even { port & !1 } else { port };
+            if port < lo {
+                continue;
+            }
             if let Ok(s) = UdpSocket::bind(SocketAddr::new(self.bind_ip, port)).await {
                 return Some(s);
             }
