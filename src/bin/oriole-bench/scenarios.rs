@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -799,6 +799,59 @@ struct MucShared {
     delivered: AtomicU64,
     win_start: AtomicU64,
     win_end: AtomicU64,
+    /// Senders that will send nothing more (they saw the drain phase, or ended).
+    stopped: AtomicUsize,
+    /// Set once the drain has been judged; messages counted after it are `late` (a check
+    /// that the accounting of `sent` is sound: always 0).
+    judged: AtomicBool,
+    late: AtomicU64,
+}
+
+impl MucShared {
+    fn new(room: String, rate: f64, pad: String, concurrency: usize) -> MucShared {
+        MucShared {
+            room,
+            rate,
+            pad,
+            join_slots: tokio::sync::Semaphore::new(concurrency),
+            joined: AtomicUsize::new(1),
+            join_errors: AtomicUsize::new(0),
+            presences: AtomicU64::new(1),
+            sent: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            win_start: AtomicU64::new(u64::MAX),
+            win_end: AtomicU64::new(u64::MAX),
+            stopped: AtomicUsize::new(0),
+            judged: AtomicBool::new(false),
+            late: AtomicU64::new(0),
+        }
+    }
+
+    /// Every sender has stopped and all `joined` occupants received everything sent.
+    fn drained(&self, senders: usize, joined: u64) -> bool {
+        // `stopped` first: once it reaches `senders`, `sent` is final.
+        self.stopped.load(Ordering::SeqCst) >= senders
+            && self.delivered.load(Ordering::Relaxed) >= self.sent.load(Ordering::SeqCst) * joined
+    }
+}
+
+/// A sender's promise to count itself in [`MucShared::stopped`] once: when it stops sending,
+/// or when it ends for any other reason (drop).
+struct SenderStop<'a>(Option<&'a AtomicUsize>);
+
+impl SenderStop<'_> {
+    fn stop(&mut self) {
+        if let Some(c) = self.0.take() {
+            // SeqCst: the sender's last `sent` increment is visible to whoever sees this.
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for SenderStop<'_> {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 #[derive(Default)]
@@ -890,6 +943,7 @@ async fn muc_task(
     mut phase: watch::Receiver<u8>,
 ) -> MucStats {
     let mut st = MucStats::default();
+    let mut stop = SenderStop(sender.then_some(&sh.stopped));
     let nick = format!("u{i}");
     let me = format!("{}/{nick}", sh.room);
     let room_prefix = format!("{}/", sh.room);
@@ -1000,7 +1054,10 @@ async fn muc_task(
                     fail(&mut st, "write failed".into());
                     break;
                 }
-                sh.sent.fetch_add(1, Ordering::Relaxed);
+                sh.sent.fetch_add(1, Ordering::SeqCst);
+                if sh.judged.load(Ordering::SeqCst) {
+                    sh.late.fetch_add(1, Ordering::Relaxed);
+                }
                 if now >= sh.win_start.load(Ordering::Relaxed) && now < sh.win_end.load(Ordering::Relaxed) {
                     st.sent_window += 1;
                 }
@@ -1009,6 +1066,10 @@ async fn muc_task(
                 if ch.is_err() { break; }
                 let p = *phase.borrow();
                 sending = p == MUC_SEND;
+                if p >= MUC_DRAIN {
+                    // Nothing more from this sender: the drain may now be judged complete.
+                    stop.stop();
+                }
                 if sending && sender && sh.rate > 0.0 && iv.is_none() {
                     let period = Duration::from_secs_f64(1.0 / sh.rate);
                     let offset = period.mul_f64(rand::random::<f64>());
@@ -1064,19 +1125,12 @@ pub async fn muc(ctx: &Ctx, o: MucOpts) -> Result<(), String> {
         return Err(format!("{} clients failed to log in", errors.len()));
     }
     let mut conns: Vec<Conn> = conns.into_iter().flatten().collect();
-    let sh = Arc::new(MucShared {
-        room: o.room.clone(),
-        rate: o.rate / senders as f64,
-        pad: "x".repeat(o.pad),
-        join_slots: tokio::sync::Semaphore::new(ctx.concurrency),
-        joined: AtomicUsize::new(1),
-        join_errors: AtomicUsize::new(0),
-        presences: AtomicU64::new(1),
-        sent: AtomicU64::new(0),
-        delivered: AtomicU64::new(0),
-        win_start: AtomicU64::new(u64::MAX),
-        win_end: AtomicU64::new(u64::MAX),
-    });
+    let sh = Arc::new(MucShared::new(
+        o.room.clone(),
+        o.rate / senders as f64,
+        "x".repeat(o.pad),
+        ctx.concurrency,
+    ));
     // Join phase: the creator, then everyone else with `concurrency` joins in flight.
     let rss0 = ctx.rss();
     let a = ctx.snap();
@@ -1142,10 +1196,21 @@ pub async fn muc(ctx: &Ctx, o: MucOpts) -> Result<(), String> {
     let rss_end = ctx.rss();
     let sh2 = sh.clone();
     let joined_n = joined as u64;
+    // The drain is complete once every sender has stopped and everything they sent arrived.
+    // Judged before all senders stopped, a message written as the drain began (a tick
+    // serviced before the phase change) would be counted as sent after every client had
+    // already quit: one message "lost" for every occupant, with no error anywhere.
     let drained = wait_until(Duration::from_secs(DRAIN_SECS), move || {
-        sh2.delivered.load(Ordering::Relaxed) >= sh2.sent.load(Ordering::Relaxed) * joined_n
+        sh2.drained(senders, joined_n)
     })
     .await;
+    sh.judged.store(true, Ordering::SeqCst);
+    if sh.stopped.load(Ordering::SeqCst) < senders {
+        eprintln!(
+            "muc: {} of {senders} senders stopped within {DRAIN_SECS} s of drain",
+            sh.stopped.load(Ordering::SeqCst)
+        );
+    }
     if !drained {
         eprintln!(
             "muc: after {DRAIN_SECS} s of drain, {} of {} deliveries",
@@ -1180,6 +1245,10 @@ pub async fn muc(ctx: &Ctx, o: MucOpts) -> Result<(), String> {
     // Everyone who joined receives every message, the sender its own copy too.
     let expected = sent * joined_n;
     let lost = expected.saturating_sub(delivered);
+    let late = sh.late.load(Ordering::Relaxed);
+    if late > 0 {
+        eprintln!("muc: {late} messages were counted as sent after the drain was judged complete");
+    }
     if lost > 0 {
         eprintln!(
             "muc: {sent} sent; each occupant received between {recv_min} and {recv_max} of them"
@@ -1294,5 +1363,39 @@ mod tests {
         let j = join_presence("r@c.example", "u7");
         assert!(j.starts_with("<presence to='r@c.example/u7'>"));
         assert!(j.contains("<history maxstanzas='0'/>"));
+    }
+
+    /// The drain is not complete while a sender may still count a message, even when
+    /// everything counted so far has arrived (the cause of one message "lost" for every
+    /// occupant with no error: a send raced with the end of the run).
+    #[test]
+    fn muc_drain_waits_for_every_sender_to_stop() {
+        let sh = MucShared::new("r@c.example".into(), 1.0, String::new(), 1);
+        let (senders, joined) = (2, 10);
+        sh.sent.store(3, Ordering::SeqCst);
+        sh.delivered.store(30, Ordering::Relaxed);
+        let mut a = SenderStop(Some(&sh.stopped));
+        let b = SenderStop(Some(&sh.stopped));
+        let mut listener = SenderStop(None);
+        listener.stop();
+        assert!(!sh.drained(senders, joined), "no sender has stopped yet");
+        a.stop();
+        a.stop();
+        assert_eq!(sh.stopped.load(Ordering::SeqCst), 1, "a stop counts once");
+        // `b` still sends one more message after everything before it arrived.
+        sh.sent.fetch_add(1, Ordering::SeqCst);
+        assert!(!sh.drained(senders, joined));
+        drop(b);
+        assert_eq!(
+            sh.stopped.load(Ordering::SeqCst),
+            2,
+            "an ended sender counts as stopped"
+        );
+        assert!(
+            !sh.drained(senders, joined),
+            "its last message has not arrived"
+        );
+        sh.delivered.fetch_add(10, Ordering::Relaxed);
+        assert!(sh.drained(senders, joined));
     }
 }
