@@ -311,6 +311,13 @@ impl ServerApi for ModuleServerApi {
             .unwrap_or_default()
     }
 
+    fn carbons_targets(&self, bare: &Jid, exclude: &[Jid]) -> Vec<Jid> {
+        self.0
+            .upgrade()
+            .map(|s| s.sessions.carbons_targets(bare, exclude))
+            .unwrap_or_default()
+    }
+
     fn update_session_flags(
         &self,
         full: &Jid,

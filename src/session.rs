@@ -8,7 +8,7 @@
 //! resources) while the session is closed.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -145,6 +145,12 @@ impl ResourceState {
 #[derive(Default)]
 pub struct SessionRegistry {
     accounts: Mutex<HashMap<Jid, HashMap<String, ResourceState>>>,
+    /// How many bound sessions have carbons enabled (changed under the lock with the flags):
+    /// when none has, the per-message carbons check does not take the lock at all.
+    carbons: AtomicUsize,
+    /// Bumped under the lock on every bind and unbind: a cache of send handles resolved at
+    /// generation `g` (MUC fan-out) is still exact while the generation is `g`.
+    generation: AtomicU64,
 }
 
 /// Why a bind was refused.
@@ -185,6 +191,10 @@ impl SessionRegistry {
                 flags: SessionFlags::default(),
             },
         );
+        if old.as_ref().is_some_and(|s| s.flags.carbons) {
+            self.carbons.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(old.map(|s| s.handle))
     }
 
@@ -201,7 +211,16 @@ impl SessionRegistry {
         if resources.is_empty() {
             map.remove(&bare);
         }
+        if state.as_ref().is_some_and(|s| s.flags.carbons) {
+            self.carbons.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.generation.fetch_add(1, Ordering::Release);
         state
+    }
+
+    /// The bind/unbind generation (see [`SessionRegistry`]'s `generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The state of one full JID.
@@ -239,12 +258,46 @@ impl SessionRegistry {
             .unwrap_or_default()
     }
 
+    /// The full JIDs of the account's sessions that enabled carbons, except those in
+    /// `exclude`. Allocates nothing when there is none (the common case), and takes no lock
+    /// when no session on the server enabled carbons.
+    pub fn carbons_targets(&self, bare: &Jid, exclude: &[Jid]) -> Vec<Jid> {
+        if self.carbons.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        let map = self.lock();
+        let resources = if bare.is_bare() {
+            map.get(bare)
+        } else {
+            map.get(&bare.to_bare())
+        };
+        let Some(resources) = resources else {
+            return Vec::new();
+        };
+        resources
+            .values()
+            .filter(|s| s.flags.carbons && !exclude.contains(&s.handle.jid))
+            .map(|s| s.handle.jid.clone())
+            .collect()
+    }
+
     /// Update one session's state under the lock; returns what `f` returned, or None when the
     /// session is gone.
     pub fn update<T>(&self, full: &Jid, f: impl FnOnce(&mut ResourceState) -> T) -> Option<T> {
         let mut map = self.lock();
         let state = map.get_mut(&full.to_bare())?.get_mut(full.resource()?)?;
-        Some(f(state))
+        let had_carbons = state.flags.carbons;
+        let out = f(state);
+        match (had_carbons, state.flags.carbons) {
+            (false, true) => {
+                self.carbons.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                self.carbons.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        Some(out)
     }
 
     /// Number of bound sessions.
@@ -282,6 +335,44 @@ mod tests {
         assert_eq!(reg.count(), 1);
         assert!(reg.unbind(&jid("a@x/r"), h2.id).is_some());
         assert_eq!(reg.count(), 0);
+    }
+
+    #[test]
+    fn carbons_count_follows_flags_rebinds_and_unbinds() {
+        let reg = SessionRegistry::default();
+        let (h1, _r1) = SessionHandle::new(jid("a@x/1"));
+        let (h2, _r2) = SessionHandle::new(jid("a@x/2"));
+        let (h3, _r3) = SessionHandle::new(jid("a@x/2"));
+        reg.bind(h1.clone(), 8).unwrap();
+        reg.bind(h2.clone(), 8).unwrap();
+        let g0 = reg.generation();
+        assert!(reg.carbons_targets(&jid("a@x"), &[]).is_empty());
+        for j in ["a@x/1", "a@x/2"] {
+            reg.update(&jid(j), |s| s.flags.carbons = true).unwrap();
+            // Enabling twice counts once.
+            reg.update(&jid(j), |s| s.flags.carbons = true).unwrap();
+        }
+        assert_eq!(reg.carbons.load(Ordering::Acquire), 2);
+        let mut t = reg.carbons_targets(&jid("a@x"), &[jid("a@x/1")]);
+        assert_eq!(t, vec![jid("a@x/2")]);
+        t = reg.carbons_targets(&jid("a@x/9"), &[]);
+        assert_eq!(t.len(), 2);
+        assert!(reg.carbons_targets(&jid("b@x"), &[]).is_empty());
+        // A replacing bind drops the old session's flag; the new one starts without carbons.
+        reg.bind(h3.clone(), 8).unwrap();
+        assert!(reg.generation() > g0);
+        assert_eq!(reg.carbons.load(Ordering::Acquire), 1);
+        assert_eq!(reg.carbons_targets(&jid("a@x"), &[]), vec![jid("a@x/1")]);
+        reg.update(&jid("a@x/1"), |s| s.flags.carbons = false)
+            .unwrap();
+        assert_eq!(reg.carbons.load(Ordering::Acquire), 0);
+        reg.update(&jid("a@x/2"), |s| s.flags.carbons = true)
+            .unwrap();
+        let g1 = reg.generation();
+        assert!(reg.unbind(&jid("a@x/2"), h3.id).is_some());
+        assert!(reg.generation() > g1);
+        assert_eq!(reg.carbons.load(Ordering::Acquire), 0);
+        assert!(reg.carbons_targets(&jid("a@x"), &[]).is_empty());
     }
 
     #[test]

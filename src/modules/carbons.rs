@@ -83,13 +83,9 @@ fn copy_to_others(
     stanza: &Stanza,
     exclude: &[Jid],
 ) {
-    let targets: Vec<Jid> = ctx
-        .server
-        .session_flags(account)
-        .into_iter()
-        .filter(|(jid, flags)| flags.carbons && !exclude.contains(jid))
-        .map(|(jid, _)| jid)
-        .collect();
+    // One registry look-up, no allocation when no session of the account enabled carbons
+    // (and no lock when no session on the server did).
+    let targets = ctx.server.carbons_targets(account, exclude);
     // Checked after the cheap test above: most accounts have no other carbons session.
     if targets.is_empty() || same_account(stanza) {
         return;

@@ -50,6 +50,15 @@ pub trait ServerApi: Send + Sync {
     fn session_flags(&self, _bare: &Jid) -> Vec<(Jid, SessionFlags)> {
         Vec::new()
     }
+    /// The full JIDs of the account's sessions that enabled carbons (XEP-0280), except those
+    /// in `exclude`.
+    fn carbons_targets(&self, bare: &Jid, exclude: &[Jid]) -> Vec<Jid> {
+        self.session_flags(bare)
+            .into_iter()
+            .filter(|(jid, flags)| flags.carbons && !exclude.contains(jid))
+            .map(|(jid, _)| jid)
+            .collect()
+    }
     /// Change one session's flags; `false` when the session is gone.
     fn update_session_flags(&self, _full: &Jid, _f: &mut dyn FnMut(&mut SessionFlags)) -> bool {
         false

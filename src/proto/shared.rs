@@ -41,7 +41,16 @@ impl SharedStanza {
     pub fn write_to(&self, out: &mut String, to: &Jid) {
         out.push_str(&self.xml[..self.split]);
         out.push_str(" to='");
-        escape_attr(&to.to_string(), out);
+        // The JID's parts are written one by one: no string is built per recipient.
+        if let Some(node) = to.node() {
+            escape_attr(node, out);
+            out.push('@');
+        }
+        escape_attr(to.domain(), out);
+        if let Some(resource) = to.resource() {
+            out.push('/');
+            escape_attr(resource, out);
+        }
         out.push('\'');
         out.push_str(&self.xml[self.split..]);
     }

@@ -350,7 +350,7 @@ impl Room {
             .with_child(Element::new("no-permanent-store", NS_HINTS));
         let to = self.all_jids();
         if !to.is_empty() {
-            out.push(Out::Many(SharedStanza::new(msg), to));
+            out.push(Out::Many(SharedStanza::new(msg), to.into()));
         }
         Ok(())
     }

@@ -24,6 +24,7 @@
 //! the join history of a persistent room is reloaded from its archive at start. A destroyed
 //! room's archive is deleted, and a temporary room's when its last occupant leaves.
 
+pub mod fanout;
 pub mod form;
 pub mod mam;
 pub mod register;
@@ -138,16 +139,7 @@ impl MucService {
         for o in out {
             match o {
                 Out::One(s) => router::route(state, s),
-                Out::Many(shared, to) => {
-                    for jid in to {
-                        match state.sessions.handle(&jid) {
-                            Some(h) => {
-                                h.send_shared(shared.clone());
-                            }
-                            None => router::route(state, shared.to_stanza(&jid)),
-                        }
-                    }
-                }
+                Out::Many(shared, to) => fanout::deliver(state, &shared, &to),
             }
         }
     }

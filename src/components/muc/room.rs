@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::fanout::{FanOut, Recipients};
 use super::form::{self, form_value, RoomConfig};
 use super::ns_muc::*;
 use crate::jid::Jid;
@@ -29,7 +30,7 @@ pub enum Out {
     /// One stanza, routed normally.
     One(Stanza),
     /// One stanza for many recipients, serialised once.
-    Many(Arc<SharedStanza>, Vec<Jid>),
+    Many(Arc<SharedStanza>, Recipients),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -173,6 +174,9 @@ pub struct Room {
     pub(super) nicks: BTreeMap<String, String>,
     occupants: BTreeMap<String, Occupant>,
     by_jid: HashMap<Jid, String>,
+    /// Every occupant's real JIDs for message fan-out, built on the first message after the
+    /// occupancy changed; `None` after any change to `occupants` or an occupant's `jids`.
+    fanout: Option<Arc<FanOut>>,
     pub(super) history: VecDeque<HistoryItem>,
 }
 
@@ -222,6 +226,7 @@ impl Room {
             nicks: stored.nicks,
             occupants: BTreeMap::new(),
             by_jid: HashMap::new(),
+            fanout: None,
             history: VecDeque::new(),
         }
     }
@@ -303,6 +308,16 @@ impl Room {
         self.config.whois_anyone || viewer.role == Role::Moderator
     }
 
+    /// The shared recipient list of a message to everyone ([`FanOut`]).
+    fn fanout(&mut self) -> Arc<FanOut> {
+        if let Some(f) = &self.fanout {
+            return f.clone();
+        }
+        let f = FanOut::new(self.all_jids());
+        self.fanout = Some(f.clone());
+        f
+    }
+
     pub(super) fn all_jids(&self) -> Vec<Jid> {
         self.occupants
             .values()
@@ -381,11 +396,11 @@ impl Room {
         let real = occ.jids.first().or(self_jids.first());
         if !with_jid.is_empty() {
             let p = self.presence_of(occ, unavailable, real, codes, extra);
-            out.push(Out::Many(SharedStanza::new(p), with_jid));
+            out.push(Out::Many(SharedStanza::new(p), with_jid.into()));
         }
         if !without.is_empty() {
             let p = self.presence_of(occ, unavailable, None, codes, extra);
-            out.push(Out::Many(SharedStanza::new(p), without));
+            out.push(Out::Many(SharedStanza::new(p), without.into()));
         }
         if !self_jids.is_empty() {
             let mut all: Vec<u16> = codes.to_vec();
@@ -394,7 +409,7 @@ impl Room {
             all.sort_unstable();
             all.dedup();
             let p = self.presence_of(occ, unavailable, real, &all, extra);
-            out.push(Out::Many(SharedStanza::new(p), self_jids.to_vec()));
+            out.push(Out::Many(SharedStanza::new(p), self_jids.to_vec().into()));
         }
     }
 
@@ -470,6 +485,7 @@ impl Room {
         let Some(mut occ) = self.occupants.remove(cur) else {
             return;
         };
+        self.fanout = None;
         let extra = Extra {
             new_nick: Some(new.to_string()),
             ..Default::default()
@@ -588,6 +604,7 @@ impl Room {
                 return;
             };
             occ.jids.push(from.clone());
+            self.fanout = None;
             occ.clone()
         } else {
             let occ = Occupant {
@@ -599,6 +616,7 @@ impl Room {
                 occupant_id: self.occupant_id(&bare),
             };
             self.occupants.insert(nick.to_string(), occ.clone());
+            self.fanout = None;
             occ
         };
         self.by_jid.insert(from.clone(), nick.to_string());
@@ -611,7 +629,7 @@ impl Room {
         }
         if existing_session {
             let p = self.presence_of(&occ, false, Some(from), &[110], &Extra::default());
-            out.push(Out::Many(SharedStanza::new(p), vec![from.clone()]));
+            out.push(Out::Many(SharedStanza::new(p), vec![from.clone()].into()));
         } else {
             self.broadcast_presence(
                 &occ,
@@ -713,6 +731,7 @@ impl Room {
             return;
         };
         occ.jids.retain(|j| j != from);
+        self.fanout = None;
         let occ = occ.clone();
         if occ.jids.is_empty() {
             // Announce while still listed, so `real` is known, then remove.
@@ -730,12 +749,13 @@ impl Room {
             );
         } else {
             let p = self.presence_of(&occ, true, Some(from), &[110], extra);
-            out.push(Out::Many(SharedStanza::new(p), vec![from.clone()]));
+            out.push(Out::Many(SharedStanza::new(p), vec![from.clone()].into()));
         }
     }
 
     /// Remove an occupant (all sessions) with status codes: kick, ban, affiliation change.
     fn remove_occupant(&mut self, nick: &str, codes: &[u16], extra: &Extra, out: &mut Vec<Out>) {
+        self.fanout = None;
         let Some(occ) = self.occupants.remove(nick) else {
             return;
         };
@@ -853,7 +873,8 @@ impl Room {
                 self.history.pop_front();
             }
         }
-        out.push(Out::Many(SharedStanza::new(el), self.all_jids()));
+        let to = Recipients::Room(self.fanout());
+        out.push(Out::Many(SharedStanza::new(el), to));
     }
 
     /// A private message to `room/nick` (or an error bounced from an occupant).
@@ -1086,7 +1107,7 @@ impl Room {
             .with_attr("from", self.jid.to_string())
             .with_attr("id", crate::c2s::random_id())
             .with_child(form);
-        out.push(Out::Many(SharedStanza::new(msg), moderators));
+        out.push(Out::Many(SharedStanza::new(msg), moderators.into()));
     }
 
     // ---------------------------------------------------------------- muc#admin
@@ -1367,7 +1388,7 @@ impl Room {
         let msg = config_changed_message(&self.jid, &codes);
         let to = self.all_jids();
         if !to.is_empty() {
-            out.push(Out::Many(SharedStanza::new(msg), to));
+            out.push(Out::Many(SharedStanza::new(msg), to.into()));
         }
         Ok(())
     }
@@ -1391,6 +1412,7 @@ impl Room {
         };
         let nicks: Vec<String> = self.occupants.keys().cloned().collect();
         for nick in nicks {
+            self.fanout = None;
             if let Some(occ) = self.occupants.remove(&nick) {
                 for j in &occ.jids {
                     self.by_jid.remove(j);
@@ -1398,7 +1420,7 @@ impl Room {
                 let mut all = codes.to_vec();
                 all.push(110);
                 let p = self.presence_of(&occ, true, occ.jids.first(), &all, &extra);
-                out.push(Out::Many(SharedStanza::new(p), occ.jids.clone()));
+                out.push(Out::Many(SharedStanza::new(p), occ.jids.clone().into()));
             }
         }
         self.destroyed = true;
@@ -1409,13 +1431,14 @@ impl Room {
     pub fn shutdown(&mut self, out: &mut Vec<Out>) {
         let nicks: Vec<String> = self.occupants.keys().cloned().collect();
         for nick in nicks {
+            self.fanout = None;
             if let Some(occ) = self.occupants.remove(&nick) {
                 for j in &occ.jids {
                     self.by_jid.remove(j);
                 }
                 let p =
                     self.presence_of(&occ, true, occ.jids.first(), &[110, 332], &Extra::default());
-                out.push(Out::Many(SharedStanza::new(p), occ.jids.clone()));
+                out.push(Out::Many(SharedStanza::new(p), occ.jids.clone().into()));
             }
         }
     }
@@ -1631,6 +1654,82 @@ mod tests {
         assert_eq!(Arc::strong_count(shared), 1);
         assert_eq!(shared.el().attr("from"), Some("r@conference.x/n5"));
         eprintln!("fan-out of one message to 1000 occupants prepared in {took:?}");
+    }
+
+    /// The recipients of one groupchat message (sorted).
+    fn message_recipients(room: &mut Room, from: &Jid) -> (Vec<Jid>, Option<Arc<FanOut>>) {
+        let msg = Stanza(
+            Element::new("message", ns::CLIENT)
+                .with_attr("from", from.to_string())
+                .with_attr("to", "r@conference.x")
+                .with_attr("type", "groupchat")
+                .with_child(Element::new("body", ns::CLIENT).with_text("hi")),
+        );
+        let mut out = Vec::new();
+        room.message_to_room(from, &msg, &ctx(), &mut out);
+        let Some(Out::Many(_, to)) = out.pop() else {
+            panic!("no fan-out")
+        };
+        let mut v = to.to_vec();
+        v.sort();
+        let shared = match to {
+            Recipients::Room(f) => Some(f),
+            Recipients::List(_) => None,
+        };
+        (v, shared)
+    }
+
+    #[test]
+    fn message_recipients_follow_joins_leaves_and_nick_changes() {
+        let (mut room, mut jids) = room_of(3);
+        jids.sort();
+        let (to, f1) = message_recipients(&mut room, &jids[0]);
+        assert_eq!(to, jids);
+        // Nothing changed: the same list is shared by the next message.
+        let (to, f2) = message_recipients(&mut room, &jids[0]);
+        assert_eq!(to, jids);
+        assert!(Arc::ptr_eq(&f1.unwrap(), &f2.unwrap()));
+        // A newcomer and a second client of an occupant are included at once.
+        let late = jid("late@x/r");
+        let second = jid("u1@x/other");
+        let mut out = Vec::new();
+        room.presence_in(
+            &late,
+            "late",
+            &join_presence(&late, "late"),
+            false,
+            &ctx(),
+            &mut out,
+        );
+        room.presence_in(
+            &second,
+            "n1",
+            &join_presence(&second, "n1"),
+            false,
+            &ctx(),
+            &mut out,
+        );
+        let mut expect = jids.clone();
+        expect.push(late.clone());
+        expect.push(second.clone());
+        expect.sort();
+        assert_eq!(message_recipients(&mut room, &jids[0]).0, expect);
+        // A nick change keeps the recipients; a leave removes one.
+        room.presence_in(
+            &late,
+            "later",
+            &join_presence(&late, "later"),
+            false,
+            &ctx(),
+            &mut out,
+        );
+        assert_eq!(message_recipients(&mut room, &late).0, expect);
+        room.leave(&second, None, &mut out);
+        expect.retain(|j| j != &second);
+        assert_eq!(message_recipients(&mut room, &jids[0]).0, expect);
+        room.leave(&jids[2], None, &mut out);
+        expect.retain(|j| j != &jids[2]);
+        assert_eq!(message_recipients(&mut room, &jids[0]).0, expect);
     }
 
     #[test]

@@ -123,9 +123,12 @@ impl Room {
         }
         out.push(Out::Many(
             SharedStanza::new(super::room::config_changed_message(&self.jid, &[104])),
-            to.clone(),
+            to.clone().into(),
         ));
-        out.push(Out::Many(SharedStanza::new(self.avatar_presence()), to));
+        out.push(Out::Many(
+            SharedStanza::new(self.avatar_presence()),
+            to.into(),
+        ));
         Ok(())
     }
 
