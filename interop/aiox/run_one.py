@@ -16,44 +16,19 @@ returns.
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
-from pathlib import Path
 
 from harness import runner
-from harness.target import Target
 
 from .lib import Client
 
 PREFIX = "aioxmpp-"
 
 
-class Ctx:
-    """What a scenario sees: the target, accounts, clients, and a step label for reports."""
+class Ctx(runner.BaseCtx):
+    """What a scenario sees: BaseCtx plus aioxmpp clients."""
 
-    def __init__(self, target: Target, work: Path, name: str, options: dict):
-        self.target = target
-        self.work = work
-        self.name = name
-        self.options = options
-        self.last_step = "setup"
-        self.clients: list[Client] = []
-        self.log = logging.getLogger(f"scenario.{name}")
-
-    def step(self, text: str) -> None:
-        self.last_step = text
-        self.log.info("STEP %s", text)
-
-    @property
-    def domain(self) -> str:
-        return self.target.domain
-
-    def jid(self, localpart: str) -> str:
-        return self.target.jid(localpart)
-
-    @staticmethod
-    def password(localpart: str) -> str:
-        return f"{localpart}-Secret-42"
+    STOP_WAIT = 2.0
 
     def client(self, localpart: str, resource: str) -> Client:
         c = Client(self, f"{self.jid(localpart)}/{resource}", self.password(localpart))
@@ -67,14 +42,6 @@ class Ctx:
         for cls in services:
             c.summon(cls)
         return await c.start()
-
-    async def logout_all(self) -> None:
-        for c in self.clients:
-            try:
-                await c.stop(wait=2.0)
-            except Exception:
-                pass
-        self.clients = []
 
 
 def load(short_name: str):

@@ -19,41 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import logging
 import sys
-from pathlib import Path
 
 from . import runner
 from .client import Client
-from .target import Target
 
 
-class Ctx:
-    """What a scenario sees: the target, accounts, clients, and a step label for reports."""
-
-    def __init__(self, target: Target, work: Path, name: str, options: dict):
-        self.target = target
-        self.work = work
-        self.name = name
-        self.options = options
-        self.last_step = "setup"
-        self.clients: list[Client] = []
-        self.log = logging.getLogger(f"scenario.{name}")
-
-    def step(self, text: str) -> None:
-        self.last_step = text
-        self.log.info("STEP %s", text)
-
-    @property
-    def domain(self) -> str:
-        return self.target.domain
-
-    def jid(self, localpart: str) -> str:
-        return self.target.jid(localpart)
-
-    @staticmethod
-    def password(localpart: str) -> str:
-        return f"{localpart}-Secret-42"
+class Ctx(runner.BaseCtx):
+    """What a scenario sees: BaseCtx plus slixmpp clients."""
 
     def client(self, localpart_or_jid: str, password: str | None = None, **kw) -> Client:
         jid = localpart_or_jid if "@" in localpart_or_jid else self.jid(localpart_or_jid)
@@ -74,14 +47,6 @@ class Ctx:
         if presence:
             c.presence()
         return c
-
-    async def logout_all(self) -> None:
-        for c in self.clients:
-            try:
-                await c.stop(wait=1.0)
-            except Exception:
-                pass
-        self.clients = []
 
     async def restart_server(self) -> int:
         """Close all clients, SIGTERM the server, wait, start it again; return its exit code."""

@@ -14,7 +14,7 @@ A scenario is a module with:
     async def run(ctx): ...        # raise Fail/Skip; return normally to pass
 
 This module imports no client library: each library's run_one gives `main` a loader (scenario
-name -> module) and a context factory (target, work, name, options -> its Ctx, which has
+name -> module) and a context factory (target, work, name, options -> its Ctx, a subclass of BaseCtx below, which has
 `step()`, `password()`, `last_step` and `async logout_all()`), and raises subclasses of the
 Fail/Skip defined here.
 """
@@ -31,6 +31,47 @@ from types import ModuleType
 from typing import Any, Callable
 
 from .target import TARGETS, Target, TargetError
+
+
+class BaseCtx:
+    """What a scenario sees, whatever the client library: the target, accounts, a step label
+    for reports, and the clients it made (`client()`/`login()` are the library's, in each
+    run_one's subclass, which appends to `clients`)."""
+
+    # Seconds each client gets to close its stream in logout_all().
+    STOP_WAIT = 1.0
+
+    def __init__(self, target: Target, work: Path, name: str, options: dict):
+        self.target = target
+        self.work = work
+        self.name = name
+        self.options = options
+        self.last_step = "setup"
+        self.clients: list = []
+        self.log = logging.getLogger(f"scenario.{name}")
+
+    def step(self, text: str) -> None:
+        self.last_step = text
+        self.log.info("STEP %s", text)
+
+    @property
+    def domain(self) -> str:
+        return self.target.domain
+
+    def jid(self, localpart: str) -> str:
+        return self.target.jid(localpart)
+
+    @staticmethod
+    def password(localpart: str) -> str:
+        return f"{localpart}-Secret-42"
+
+    async def logout_all(self) -> None:
+        for c in self.clients:
+            try:
+                await c.stop(wait=self.STOP_WAIT)
+            except Exception:
+                pass
+        self.clients = []
 
 
 class Fail(Exception):

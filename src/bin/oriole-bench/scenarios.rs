@@ -123,23 +123,39 @@ where
     (results, lat, errors)
 }
 
+/// Benchmark user `u{i}` logs in (TLS, SASL, bind) and sends initial presence.
+async fn log_in_user(t: &Target, i: usize) -> Result<Conn, String> {
+    client::login(
+        t,
+        i,
+        &format!("u{i}"),
+        "bench",
+        LoginOpts {
+            presence: true,
+            roster: false,
+        },
+    )
+    .await
+}
+
+/// Users `u0`…`u{n-1}` log in, `ctx.concurrency` at a time, and stay: the connections by
+/// index, the login latencies and the errors.
+async fn log_in_all(ctx: &Ctx, n: usize) -> (Vec<Option<Conn>>, Vec<u32>, Vec<String>) {
+    let t = ctx.target.clone();
+    run_many(n, ctx.concurrency, move |i| {
+        let t = t.clone();
+        async move { log_in_user(&t, i).await }
+    })
+    .await
+}
+
 pub async fn login(ctx: &Ctx, n: usize) -> Result<(), String> {
     let t = ctx.target.clone();
     let a = ctx.snap();
     let (_, lat, errors) = run_many(n, ctx.concurrency, move |i| {
         let t = t.clone();
         async move {
-            let c = client::login(
-                &t,
-                i,
-                &format!("u{i}"),
-                "bench",
-                LoginOpts {
-                    presence: true,
-                    roster: false,
-                },
-            )
-            .await?;
+            let c = log_in_user(&t, i).await?;
             c.close().await;
             Ok(())
         }
@@ -187,25 +203,8 @@ pub async fn idle(ctx: &Ctx, n: usize, hold: u64) -> Result<(), String> {
     let rss0 = ctx.rss();
     let slab0 = metrics::slab_kib().unwrap_or(0);
     let me0 = metrics::rss_kib("self").unwrap_or(0);
-    let t = ctx.target.clone();
     let a = ctx.snap();
-    let (conns, lat, errors) = run_many(n, ctx.concurrency, move |i| {
-        let t = t.clone();
-        async move {
-            client::login(
-                &t,
-                i,
-                &format!("u{i}"),
-                "bench",
-                LoginOpts {
-                    presence: true,
-                    roster: false,
-                },
-            )
-            .await
-        }
-    })
-    .await;
+    let (conns, lat, errors) = log_in_all(ctx, n).await;
     let b = ctx.snap();
     let ok = lat.len();
     let setup = cpu_between(&a, &b);
@@ -417,17 +416,7 @@ pub async fn chat(ctx: &Ctx, o: ChatOpts) -> Result<(), String> {
             if relay_mode {
                 relay::connect(&t, i, (i / 2) as u64).await
             } else {
-                client::login(
-                    &t,
-                    i,
-                    &format!("u{i}"),
-                    "bench",
-                    LoginOpts {
-                        presence: true,
-                        roster: false,
-                    },
-                )
-                .await
+                log_in_user(&t, i).await
             }
         }
     })
@@ -1103,24 +1092,7 @@ pub async fn muc(ctx: &Ctx, o: MucOpts) -> Result<(), String> {
         return Err("muc needs at least 2 occupants".into());
     }
     let senders = o.senders.clamp(1, n);
-    let t = ctx.target.clone();
-    let (conns, _, errors) = run_many(n, ctx.concurrency, move |i| {
-        let t = t.clone();
-        async move {
-            client::login(
-                &t,
-                i,
-                &format!("u{i}"),
-                "bench",
-                LoginOpts {
-                    presence: true,
-                    roster: false,
-                },
-            )
-            .await
-        }
-    })
-    .await;
+    let (conns, _, errors) = log_in_all(ctx, n).await;
     if !errors.is_empty() {
         return Err(format!("{} clients failed to log in", errors.len()));
     }
