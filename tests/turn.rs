@@ -211,6 +211,26 @@ async fn turn_credentials(c: &mut Client) -> Creds {
     }
 }
 
+/// A server whose built-in TURN listens on loopback with the default relay policy (upload and
+/// proxy65 off), alice online, her XEP-0215 credentials and the TURN address. The server and
+/// the client are returned so that they live as long as the test.
+async fn default_turn_on_loopback() -> (TestServer, Client, Creds, SocketAddr) {
+    let opts = Options {
+        media_config: Some(
+            "\n[upload]\nenable = false\n\n[proxy65]\nenable = false\n\
+             \n[turn]\nlisten = \"127.0.0.1:0\"\nhost = \"127.0.0.1\"\n"
+                .into(),
+        ),
+        ..Options::default()
+    };
+    let s = TestServer::start_with(opts).await;
+    s.add_users(&["alice"]).await;
+    let mut a = s.online("alice", "r", 0).await;
+    let creds = turn_credentials(&mut a).await;
+    let server: SocketAddr = format!("{}:{}", creds.host, creds.port).parse().unwrap();
+    (s, a, creds, server)
+}
+
 const ALLOCATE: u16 = 0x0003;
 const ALLOCATE_OK: u16 = 0x0103;
 const ALLOCATE_ERR: u16 = 0x0113;
@@ -461,19 +481,7 @@ async fn external_turn_server_is_advertised_with_its_secret() {
 #[tokio::test]
 async fn relaying_to_loopback_is_refused_by_default() {
     bounded(async {
-        let opts = Options {
-            media_config: Some(
-                "\n[upload]\nenable = false\n\n[proxy65]\nenable = false\n\
-                 \n[turn]\nlisten = \"127.0.0.1:0\"\nhost = \"127.0.0.1\"\n"
-                    .into(),
-            ),
-            ..Options::default()
-        };
-        let s = TestServer::start_with(opts).await;
-        s.add_users(&["alice"]).await;
-        let mut a = s.online("alice", "r", 0).await;
-        let creds = turn_credentials(&mut a).await;
-        let server: SocketAddr = format!("{}:{}", creds.host, creds.port).parse().unwrap();
+        let (_s, _a, creds, server) = default_turn_on_loopback().await;
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let m = Msg::new(ALLOCATE).with(0x0019, &[17, 0, 0, 0]);
         let r = exchange(&sock, server, &m.bytes(None), &m.tx).await;
@@ -519,19 +527,7 @@ async fn relaying_to_loopback_is_refused_by_default() {
 async fn even_port_is_honoured_and_reservations_are_refused() {
     // coturn's turnutils_uclient puts EVEN-PORT (R bit clear) in about half its Allocates.
     bounded(async {
-        let opts = Options {
-            media_config: Some(
-                "\n[upload]\nenable = false\n\n[proxy65]\nenable = false\n\
-                 \n[turn]\nlisten = \"127.0.0.1:0\"\nhost = \"127.0.0.1\"\n"
-                    .into(),
-            ),
-            ..Options::default()
-        };
-        let s = TestServer::start_with(opts).await;
-        s.add_users(&["alice"]).await;
-        let mut a = s.online("alice", "r", 0).await;
-        let creds = turn_credentials(&mut a).await;
-        let server: SocketAddr = format!("{}:{}", creds.host, creds.port).parse().unwrap();
+        let (_s, _a, creds, server) = default_turn_on_loopback().await;
         for _ in 0..4 {
             for (flags, reserve) in [(0x00u8, false), (0x80, true)] {
                 let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
