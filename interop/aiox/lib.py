@@ -55,49 +55,22 @@ def short(obj: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-class Inbox:
-    """Stanzas as they arrive; a scenario waits for the first one that fits."""
+class Inbox(runner.Inbox):
+    """Stanzas (XSOs) as they arrive; a scenario waits for the first one that fits. A predicate
+    that trips over an XSO without the attribute it looks at means "does not fit"."""
 
-    def __init__(self, what: str):
-        self.what = what
-        self.items: list[Any] = []
-        self._changed = asyncio.Event()
+    failure = Fail
 
-    def put(self, item: Any) -> None:
-        self.items.append(item)
-        self._changed.set()
+    @staticmethod
+    def fits(pred: Callable[[Any], bool], item: Any) -> bool:
+        try:
+            return bool(pred(item))
+        except (AttributeError, TypeError):
+            return False
 
-    async def take(self, pred: Callable[[Any], bool], what: str, timeout: float = 10) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, item in enumerate(self.items):
-                try:
-                    fits = pred(item)
-                except (AttributeError, TypeError):
-                    fits = False
-                if fits:
-                    return self.items.pop(i)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                seen = "; ".join(short(x, 200) for x in self.items[-3:])
-                raise Fail(f"waited {timeout}s for {what}; other {self.what} seen: {seen or 'none'}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), left)
-            except asyncio.TimeoutError:
-                pass
-
-    async def quiet(self, pred: Callable[[Any], bool], seconds: float) -> list[Any]:
-        """Wait `seconds`; return (and remove) whatever arrived that fits pred."""
-        await asyncio.sleep(seconds)
-        hits, rest = [], []
-        for x in self.items:
-            try:
-                (hits if pred(x) else rest).append(x)
-            except (AttributeError, TypeError):
-                rest.append(x)
-        self.items = rest
-        return hits
+    @staticmethod
+    def render(item: Any, limit: int) -> str:
+        return short(item, limit)
 
 
 class ScramOnly(aioxmpp.security_layer.SASLProvider):

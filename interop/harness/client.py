@@ -17,6 +17,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
+from . import runner
 from .runner import Fail, Skip  # noqa: F401  (re-exported: scenarios import them from here)
 
 # The mechanisms a login may use: any SCRAM (RFC 5802 / RFC 7677), never PLAIN.
@@ -65,44 +66,12 @@ class StanzaErrorReply(Exception):
         super().__init__(f"error reply <{self.condition}/>: {short(xml)}")
 
 
-class Inbox:
+class Inbox(runner.Inbox):
     """Stanzas received, in order, and a way to wait for the first one that fits."""
 
-    def __init__(self, what: str):
-        self.what = what
-        self.items: list[Any] = []
-        self._changed = asyncio.Event()
-
-    def put(self, item: Any) -> None:
-        self.items.append(item)
-        self._changed.set()
-
-    async def take(self, pred: Callable[[Any], bool], what: str, timeout: float = 10) -> Any:
-        """Remove and return the first item (oldest first) for which pred is true."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, item in enumerate(self.items):
-                if pred(item):
-                    return self.items.pop(i)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                seen = "; ".join(short(getattr(x, "xml", x), 200) for x in self.items[-3:])
-                raise Fail(f"waited {timeout}s for {what}; other {self.what} seen: {seen or 'none'}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), left)
-            except asyncio.TimeoutError:
-                pass
-
-    async def take_next(self, what: str, timeout: float = 10) -> Any:
-        return await self.take(lambda _: True, what, timeout)
-
-    async def quiet(self, pred: Callable[[Any], bool], seconds: float) -> list[Any]:
-        """Wait `seconds` and return (and remove) whatever arrived that fits pred."""
-        await asyncio.sleep(seconds)
-        hits = [x for x in self.items if pred(x)]
-        self.items = [x for x in self.items if not pred(x)]
-        return hits
+    @staticmethod
+    def render(item: Any, limit: int) -> str:
+        return short(getattr(item, "xml", item), limit)
 
 
 class Client(slixmpp.ClientXMPP):

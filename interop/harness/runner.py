@@ -27,6 +27,7 @@ import logging
 import signal
 import traceback
 from pathlib import Path
+import time
 from types import ModuleType
 from typing import Any, Callable
 
@@ -80,6 +81,63 @@ class Fail(Exception):
 
 class Skip(Exception):
     """The scenario does not apply to this configuration."""
+
+
+
+class Inbox:
+    """Stanzas received, in order, and a way to wait for the first one that fits.
+
+    Each client library's side may override `fits` (how a predicate is applied), `render`
+    (how an item is shown in a failure) and `failure` (the Fail class raised)."""
+
+    failure: type = Fail
+
+    @staticmethod
+    def fits(pred: Callable[[Any], bool], item: Any) -> bool:
+        return pred(item)
+
+    @staticmethod
+    def render(item: Any, limit: int) -> str:
+        text = str(item)
+        return text if len(text) <= limit else text[:limit] + "..."
+
+    def __init__(self, what: str):
+        self.what = what
+        self.items: list[Any] = []
+        self._changed = asyncio.Event()
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        self._changed.set()
+
+    async def take(self, pred: Callable[[Any], bool], what: str, timeout: float = 10) -> Any:
+        """Remove and return the first item (oldest first) for which pred is true."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, item in enumerate(self.items):
+                if self.fits(pred, item):
+                    return self.items.pop(i)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                seen = "; ".join(self.render(x, 200) for x in self.items[-3:])
+                raise self.failure(f"waited {timeout}s for {what}; other {self.what} seen: {seen or 'none'}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+    async def take_next(self, what: str, timeout: float = 10) -> Any:
+        return await self.take(lambda _: True, what, timeout)
+
+    async def quiet(self, pred: Callable[[Any], bool], seconds: float) -> list[Any]:
+        """Wait `seconds` and return (and remove) whatever arrived that fits pred."""
+        await asyncio.sleep(seconds)
+        hits, rest = [], []
+        for x in self.items:
+            (hits if self.fits(pred, x) else rest).append(x)
+        self.items = rest
+        return hits
 
 
 class Terminated(BaseException):
