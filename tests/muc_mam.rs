@@ -192,16 +192,22 @@ fn body(e: &Element) -> String {
     e.child_text("body", NS_CLIENT).unwrap_or_default()
 }
 
+/// A server with alice (owner, nick Alice, resource a) and bob (nick Bob, resource b) in a new
+/// room `name`; returns the server, both clients and the room's JID.
+async fn alice_and_bob_in(name: &str) -> (TestServer, Client, Client, String) {
+    let s = TestServer::start().await;
+    s.add_users(&["alice", "bob"]).await;
+    let mut a = s.online("alice", "a", 0).await;
+    let mut b = s.online("bob", "b", 0).await;
+    create(&mut a, name, "Alice", &[]).await;
+    join(&mut b, name, "Bob").await;
+    (s, a, b, room(name))
+}
+
 #[tokio::test]
 async fn room_archive_pages_and_stanza_ids_match() {
     bounded(async {
-        let s = TestServer::start().await;
-        s.add_users(&["alice", "bob"]).await;
-        let mut a = s.online("alice", "a", 0).await;
-        let mut b = s.online("bob", "b", 0).await;
-        create(&mut a, "talk", "Alice", &[]).await;
-        join(&mut b, "talk", "Bob").await;
-        let r = room("talk");
+        let (_s, mut a, mut b, r) = alice_and_bob_in("talk").await;
 
         // The service and the room advertise MAM and stanza ids.
         let info = a
@@ -409,13 +415,7 @@ async fn history_after_a_restart_comes_from_the_archive() {
 #[tokio::test]
 async fn a_moderator_retracts_a_message() {
     bounded(async {
-        let s = TestServer::start().await;
-        s.add_users(&["alice", "bob"]).await;
-        let mut a = s.online("alice", "a", 0).await;
-        let mut b = s.online("bob", "b", 0).await;
-        create(&mut a, "mod", "Alice", &[]).await;
-        join(&mut b, "mod", "Bob").await;
-        let r = room("mod");
+        let (s, mut a, mut b, r) = alice_and_bob_in("mod").await;
         let m = say(&mut b, "mod", "bad", "something awful").await;
         let sid = stanza_id(&m, &r).expect("stanza id");
         recv_broadcast(&mut a, "bad").await;
@@ -502,13 +502,7 @@ async fn retract(c: &mut Client, r: &str, id: &str, sid: &str) -> Element {
 #[tokio::test]
 async fn an_author_retracts_only_their_own_message() {
     bounded(async {
-        let s = TestServer::start().await;
-        s.add_users(&["alice", "bob"]).await;
-        let mut a = s.online("alice", "a", 0).await;
-        let mut b = s.online("bob", "b", 0).await;
-        create(&mut a, "oops", "Alice", &[]).await;
-        join(&mut b, "oops", "Bob").await;
-        let r = room("oops");
+        let (s, mut a, mut b, r) = alice_and_bob_in("oops").await;
 
         // Retraction and tombstones are advertised.
         let info = a
