@@ -1,6 +1,7 @@
 //! XEP-0160 offline messages: stored when no resource can take them, stamped with a XEP-0203
 //! `<delay/>`, and released on the first available presence with a non-negative priority.
-//! Storage is durable before the sender could learn anything of it (the store flushes).
+//! Storage is durable before the sender could learn anything of it (the store flushes; on the
+//! server's runtime concurrent flushes share one fsync, see `SledStore::flush_db`).
 
 use std::sync::Arc;
 
