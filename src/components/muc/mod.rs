@@ -385,6 +385,21 @@ impl MucService {
         };
         let mut room = lock(&room_ref);
         if room.destroyed {
+            // The room ended again on every lookup (rooms ending and being re-created as fast
+            // as this stanza is looked up): say so rather than drop it; the sender may retry.
+            // A leave needs no answer: the room is gone.
+            let answerable = match stanza.kind() {
+                StanzaKind::Presence => stanza.type_attr().is_none(),
+                StanzaKind::Iq => stanza.is_iq_request(),
+                StanzaKind::Message => !stanza.is_error(),
+            };
+            if answerable {
+                out.push(Out::One(
+                    StanzaError::recipient_unavailable()
+                        .with_text("the room ended while this stanza waited; try again")
+                        .reply_to(&stanza),
+                ));
+            }
             return out;
         }
         let ctx = self.ctx();

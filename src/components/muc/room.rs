@@ -805,7 +805,13 @@ impl Room {
             );
         };
         let Some(occ) = self.occupants.get(&nick) else {
-            return;
+            // Listed by JID but not by nickname: should not happen; answer rather than drop.
+            tracing::warn!(room = %self.jid, nick = %nick, "occupant listed by JID only");
+            return Self::error(
+                stanza,
+                StanzaError::not_acceptable().with_text("you are not in this room"),
+                out,
+            );
         };
         let occupant_id = occ.occupant_id.clone();
         let el = stanza.el();
