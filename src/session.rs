@@ -238,6 +238,14 @@ impl SessionRegistry {
             .map(|s| s.handle.clone())
     }
 
+    /// [`SessionRegistry::handle`] for a caller that has the bare JID already (the router):
+    /// no bare JID is built for the look-up.
+    pub fn handle_of(&self, bare: &Jid, resource: &str) -> Option<SessionHandle> {
+        debug_assert!(bare.is_bare());
+        let map = self.lock();
+        map.get(bare)?.get(resource).map(|s| s.handle.clone())
+    }
+
     /// The full JID and module flags of every bound resource of an account.
     pub fn flags(&self, bare: &Jid) -> Vec<(Jid, SessionFlags)> {
         let map = self.lock();

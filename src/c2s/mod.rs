@@ -1184,8 +1184,7 @@ impl Connection {
             }
             return Ok(());
         }
-        let full = live.handle.jid.clone();
-        self.handle_stanza(&full, el)?;
+        self.handle_stanza(&live.handle.jid, el)?;
         if let Some(sm) = live.sm.as_mut() {
             sm.state.handled();
         }
@@ -1228,10 +1227,15 @@ impl Connection {
         match stanza.kind() {
             StanzaKind::Presence => presence::outbound(state, full, stanza),
             StanzaKind::Message => {
-                if to.is_none() {
-                    stanza.set_to(&full.to_bare());
-                }
-                router::route(state, stanza);
+                let to = match to {
+                    Some(to) => to,
+                    None => {
+                        let own = full.to_bare();
+                        stanza.set_to(&own);
+                        own
+                    }
+                };
+                router::route_parsed(state, stanza, to, full);
             }
             StanzaKind::Iq => {
                 let own_bare = full.to_bare();
