@@ -566,13 +566,15 @@ mod tests {
             (got.is_some(), rx)
         });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(h.tx.0.lock().items.capacity(), 0);
         h.send(message()).unwrap();
         let (got, rx) = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .unwrap()
             .unwrap();
         assert!(got);
-        assert_eq!(rx.0.lock().items.capacity(), 0);
+        let mut rx = rx;
+        assert!(rx.try_recv().is_none());
     }
 
     #[test]
