@@ -168,9 +168,40 @@ impl Jid {
     /// The bare part as a string.
     pub fn bare_string(&self) -> String {
         match &self.node {
-            Some(n) => format!("{n}@{}", self.domain),
+            Some(n) => {
+                let mut s = String::with_capacity(n.len() + 1 + self.domain.len());
+                s.push_str(n);
+                s.push('@');
+                s.push_str(&self.domain);
+                s
+            }
             None => self.domain.clone(),
         }
+    }
+
+    /// The whole JID as a string (what `to_string` gives, built without the formatter: this
+    /// is done for every stanza a client sends).
+    pub fn to_text(&self) -> String {
+        let len = self.node.as_ref().map_or(0, |n| n.len() + 1)
+            + self.domain.len()
+            + self.resource.as_ref().map_or(0, |r| r.len() + 1);
+        let mut s = String::with_capacity(len);
+        if let Some(n) = &self.node {
+            s.push_str(n);
+            s.push('@');
+        }
+        s.push_str(&self.domain);
+        if let Some(r) = &self.resource {
+            s.push('/');
+            s.push_str(r);
+        }
+        s
+    }
+
+    /// Whether both JIDs have the same bare part (`to_bare() == other.to_bare()`, without
+    /// building either).
+    pub fn same_bare(&self, other: &Jid) -> bool {
+        self.node == other.node && self.domain == other.domain
     }
 }
 
@@ -197,6 +228,23 @@ impl std::str::FromStr for Jid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_forms_and_bare_comparison() {
+        for s in ["a@b/c", "a@b", "b", "b/c", "x@y/r/s@t"] {
+            let j = Jid::parse(s).unwrap();
+            assert_eq!(j.to_text(), j.to_string());
+            assert_eq!(j.bare_string(), j.to_bare().to_string());
+        }
+        let a = Jid::parse("a@b/c").unwrap();
+        assert!(a.same_bare(&Jid::parse("A@b/d").unwrap()));
+        assert!(a.same_bare(&Jid::parse("a@b").unwrap()));
+        assert!(!a.same_bare(&Jid::parse("b/c").unwrap()));
+        assert!(!a.same_bare(&Jid::parse("a@c/c").unwrap()));
+        assert!(!Jid::parse("b")
+            .unwrap()
+            .same_bare(&Jid::parse("x@b").unwrap()));
+    }
 
     #[test]
     fn parses_and_normalises() {

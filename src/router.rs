@@ -26,7 +26,7 @@ use crate::proto::{Stanza, StanzaError, StanzaKind};
 use crate::server::ServerState;
 
 /// Route a stanza whose `from` has been set by the server.
-pub fn route(state: &Arc<ServerState>, mut stanza: Stanza) {
+pub fn route(state: &Arc<ServerState>, stanza: Stanza) {
     let to = match stanza.to() {
         Ok(Some(to)) => to,
         Ok(None) => {
@@ -41,13 +41,35 @@ pub fn route(state: &Arc<ServerState>, mut stanza: Stanza) {
             return;
         }
     };
+    route_to(state, stanza, to, None);
+}
+
+/// Route a stanza whose addresses the caller has parsed already (a client's stanza: its
+/// `from` was just stamped, its `to` parsed for the hooks): `to` is the stanza's `to`, `from`
+/// its `from`. Parsing them once per stanza instead of three times is measurable.
+pub fn route_parsed(state: &Arc<ServerState>, stanza: Stanza, to: Jid, from: &Jid) {
+    route_to(state, stanza, to, Some(from));
+}
+
+/// [`route`] once `to` is known; `from` is parsed from the stanza when the caller did not
+/// give it.
+fn route_to(state: &Arc<ServerState>, mut stanza: Stanza, to: Jid, from: Option<&Jid>) {
+    let parsed_from;
+    let from = match from {
+        Some(f) => Some(f),
+        None if stanza.attr("from").is_some() => {
+            parsed_from = stanza.from().ok().flatten();
+            parsed_from.as_ref()
+        }
+        None => None,
+    };
     if let Some(component) = state.components.get(to.domain()) {
         component.handle(state, stanza);
         return;
     }
     if !state.config.hosts(to.domain()) {
         if stanza.kind() == StanzaKind::Presence {
-            if let Ok(Some(from)) = stanza.from() {
+            if let Some(from) = from {
                 if from.node().is_some() && state.config.hosts(from.domain()) {
                     let account = from.to_bare();
                     let at = HookPoint {
@@ -55,7 +77,7 @@ pub fn route(state: &Arc<ServerState>, mut stanza: Stanza) {
                         account: &account,
                         session: None,
                         to: Some(&to),
-                        from: Some(&from),
+                        from: Some(from),
                     };
                     if state.modules.run_hooks(at, &mut stanza) == Flow::Stop {
                         return;
@@ -81,7 +103,7 @@ pub fn route(state: &Arc<ServerState>, mut stanza: Stanza) {
                 && to.is_full()
                 && state.sessions.handle(&to).is_some()
             {
-                route_to_full(state, stanza, to);
+                route_to_full(state, stanza, to, bare);
                 return;
             }
             if stanza.kind() != StanzaKind::Presence {
@@ -95,19 +117,18 @@ pub fn route(state: &Arc<ServerState>, mut stanza: Stanza) {
             return;
         }
     }
-    let from = stanza.from().ok().flatten();
     let at = HookPoint {
         dir: Direction::Inbound,
         account: &bare,
         session: None,
         to: Some(&to),
-        from: from.as_ref(),
+        from,
     };
     if state.modules.run_hooks(at, &mut stanza) == Flow::Stop {
         return;
     }
     if to.is_full() {
-        route_to_full(state, stanza, to);
+        route_to_full(state, stanza, to, bare);
     } else {
         route_to_bare(state, stanza, bare);
     }
@@ -130,19 +151,23 @@ fn route_to_domain(state: &Arc<ServerState>, stanza: Stanza, to: Jid) {
     }
 }
 
-fn route_to_full(state: &Arc<ServerState>, stanza: Stanza, to: Jid) {
+/// `bare` is `to` without its resource.
+fn route_to_full(state: &Arc<ServerState>, stanza: Stanza, to: Jid, bare: Jid) {
     if stanza.kind() == StanzaKind::Presence && presence::is_subscription_type(&stanza) {
-        route_to_bare(state, stanza, to.to_bare());
+        route_to_bare(state, stanza, bare);
         return;
     }
-    let stanza = match state.sessions.handle(&to) {
+    let handle = to
+        .resource()
+        .and_then(|resource| state.sessions.handle_of(&bare, resource));
+    let stanza = match handle {
         Some(handle) => {
             // Presence to a full JID that is not available is still delivered: directed
             // presence reaches connected resources (RFC 6121 §8.5.3.1).
             if stanza.kind() == StanzaKind::Message {
                 state
                     .modules
-                    .message_delivered(&to.to_bare(), &stanza, std::slice::from_ref(&to));
+                    .message_delivered(&bare, &stanza, std::slice::from_ref(&to));
             }
             match handle.send(stanza) {
                 Ok(()) => return,
@@ -155,7 +180,7 @@ fn route_to_full(state: &Arc<ServerState>, stanza: Stanza, to: Jid) {
         StanzaKind::Message => match stanza.type_attr() {
             Some("groupchat") => bounce(state, &stanza, StanzaError::service_unavailable()),
             Some("error") => {}
-            _ => route_to_bare(state, stanza, to.to_bare()),
+            _ => route_to_bare(state, stanza, bare),
         },
         StanzaKind::Presence => {}
         StanzaKind::Iq => {

@@ -2,16 +2,17 @@
 //! presence state the routing rules need (available or not, priority, last broadcast
 //! presence, whether the client asked for its roster, directed presence targets).
 //!
-//! One connection task owns each socket; everyone else holds a [`SessionHandle`], a bounded
-//! channel sender. [`SessionHandle::send`] never waits: a full queue means the client is not
-//! reading, and the stanza is handed back so the caller can fall back (offline storage, other
-//! resources) while the session is closed.
+//! One connection task owns each socket; everyone else holds a [`SessionHandle`], the sending
+//! side of a bounded queue ([`OutboundRx`] is the receiving side). [`SessionHandle::send`]
+//! never waits: a full queue means the client is not reading, and the stanza is handed back so
+//! the caller can fall back (offline storage, other resources) while the session is closed.
+//! The queue allocates nothing while it is empty (most sessions are idle most of the time).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::jid::Jid;
 use crate::proto::shared::SharedStanza;
@@ -24,8 +25,7 @@ pub const SESSION_QUEUE: usize = 4096;
 /// What other tasks ask a connection task to do.
 #[derive(Debug)]
 pub enum Outbound {
-    /// Boxed: the queue's first block (32 slots) is allocated for every session, idle or not,
-    /// so a small slot keeps idle sessions small.
+    /// Boxed: keeps the queue's slots small (a burst grows the queue to its size).
     Stanza(Box<Stanza>),
     /// Close the stream with this error (conflict, system-shutdown, …).
     Close(StreamError, Option<String>),
@@ -33,27 +33,172 @@ pub enum Outbound {
     Shared(Arc<SharedStanza>),
 }
 
+/// Why [`QueueTx::try_send`] refused an item (which it hands back).
+enum TrySendError {
+    /// The receiver is gone or closed.
+    Closed(Outbound),
+    /// [`SESSION_QUEUE`] items are waiting.
+    Full(Outbound),
+}
+
+/// One session's outbound queue: a `VecDeque` under a lock (no memory while empty, unlike a
+/// channel that allocates a block of slots up front) and a [`Notify`] for the one receiver.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Wakes the receiver: an item was queued, the receiver side was closed, or the last
+    /// sender left.
+    ready: Notify,
+    /// Live [`QueueTx`]es; the receiver sees the end once they are all gone.
+    senders: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    items: VecDeque<Outbound>,
+    /// The receiver closed or dropped its side: nothing more is accepted.
+    rx_closed: bool,
+    /// A [`Outbound::Close`] is already queued (it does not count against the bound, so a
+    /// full queue can still be closed; one is enough: the session ends at the first).
+    close_queued: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Every update below leaves the state consistent, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The sending side of a session queue (counted: the receiver sees the end when the last one
+/// is dropped).
+#[derive(Debug)]
+struct QueueTx(Arc<Queue>);
+
+impl Clone for QueueTx {
+    fn clone(&self) -> Self {
+        self.0.senders.fetch_add(1, Ordering::Relaxed);
+        QueueTx(self.0.clone())
+    }
+}
+
+impl Drop for QueueTx {
+    fn drop(&mut self) {
+        if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.ready.notify_one();
+        }
+    }
+}
+
+impl QueueTx {
+    /// Queue a stanza unless the queue is closed or holds [`SESSION_QUEUE`] items already.
+    fn try_send(&self, item: Outbound) -> Result<(), TrySendError> {
+        {
+            let mut st = self.0.lock();
+            if st.rx_closed {
+                return Err(TrySendError::Closed(item));
+            }
+            if st.items.len() >= SESSION_QUEUE {
+                return Err(TrySendError::Full(item));
+            }
+            st.items.push_back(item);
+        }
+        self.0.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queue a close request, past the bound if need be; a second one is dropped.
+    fn send_close(&self, item: Outbound) {
+        {
+            let mut st = self.0.lock();
+            if st.rx_closed || st.close_queued {
+                return;
+            }
+            st.close_queued = true;
+            st.items.push_back(item);
+        }
+        self.0.ready.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.lock().rx_closed
+    }
+}
+
+/// The receiving side of a session queue, owned by the session's connection task.
+#[derive(Debug)]
+pub struct OutboundRx(Arc<Queue>);
+
+impl OutboundRx {
+    /// The next item; `None` once the queue is closed and drained, or every sender is gone.
+    /// Cancellation-safe: an item is taken only in the poll that returns it.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        loop {
+            {
+                let mut st = self.0.lock();
+                if let Some(item) = st.items.pop_front() {
+                    return Some(item);
+                }
+                if st.rx_closed || self.0.senders.load(Ordering::Acquire) == 0 {
+                    return None;
+                }
+                // About to wait with nothing queued: give the burst's memory back.
+                if st.items.capacity() > 0 {
+                    st.items = VecDeque::new();
+                }
+            }
+            // A notification sent between the check above and here is kept as a permit.
+            self.0.ready.notified().await;
+        }
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        self.0.lock().items.pop_front()
+    }
+
+    /// Accept nothing more; what is queued can still be taken with [`OutboundRx::try_recv`].
+    pub fn close(&mut self) {
+        self.0.lock().rx_closed = true;
+    }
+}
+
+impl Drop for OutboundRx {
+    fn drop(&mut self) {
+        let items = {
+            let mut st = self.0.lock();
+            st.rx_closed = true;
+            std::mem::take(&mut st.items)
+        };
+        // Dropped outside the lock (a stanza's drop may be arbitrarily large).
+        drop(items);
+    }
+}
+
 /// A cheap, clonable handle to one bound session.
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     pub id: u64,
     pub jid: Jid,
-    tx: mpsc::Sender<Outbound>,
+    tx: QueueTx,
 }
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
 impl SessionHandle {
     /// A new handle and the receiver the connection task reads.
-    pub fn new(jid: Jid) -> (SessionHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+    pub fn new(jid: Jid) -> (SessionHandle, OutboundRx) {
+        let queue = Arc::new(Queue {
+            senders: AtomicUsize::new(1),
+            ..Queue::default()
+        });
         (
             SessionHandle {
                 id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
                 jid,
-                tx,
+                tx: QueueTx(queue.clone()),
             },
-            rx,
+            OutboundRx(queue),
         )
     }
 
@@ -62,8 +207,8 @@ impl SessionHandle {
     pub fn send(&self, stanza: Stanza) -> Result<(), Stanza> {
         match self.tx.try_send(Outbound::Stanza(Box::new(stanza))) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(Outbound::Stanza(s))) => Err(*s),
-            Err(mpsc::error::TrySendError::Full(Outbound::Stanza(s))) => {
+            Err(TrySendError::Closed(Outbound::Stanza(s))) => Err(*s),
+            Err(TrySendError::Full(Outbound::Stanza(s))) => {
                 tracing::warn!(jid = %self.jid, "outbound queue full; closing the session");
                 self.close(
                     StreamError::PolicyViolation,
@@ -80,8 +225,8 @@ impl SessionHandle {
     pub fn send_shared(&self, stanza: Arc<SharedStanza>) -> bool {
         match self.tx.try_send(Outbound::Shared(stanza)) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(TrySendError::Closed(_)) => false,
+            Err(TrySendError::Full(_)) => {
                 tracing::warn!(jid = %self.jid, "outbound queue full; closing the session");
                 self.close(
                     StreamError::PolicyViolation,
@@ -92,18 +237,11 @@ impl SessionHandle {
         }
     }
 
-    /// Ask the session to close with a stream error. Uses a spawned send so that a full
-    /// queue still gets the close request.
+    /// Ask the session to close with a stream error, after what is already queued. A full
+    /// queue still takes the request (it does not count against the bound).
     pub fn close(&self, err: StreamError, text: Option<&str>) {
-        let tx = self.tx.clone();
-        let msg = Outbound::Close(err, text.map(str::to_string));
-        if let Err(mpsc::error::TrySendError::Full(msg)) = tx.try_send(msg) {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = tx.send(msg).await;
-                });
-            }
-        }
+        self.tx
+            .send_close(Outbound::Close(err, text.map(str::to_string)));
     }
 
     pub fn is_closed(&self) -> bool {
@@ -236,6 +374,14 @@ impl SessionRegistry {
         map.get(&full.to_bare())?
             .get(full.resource()?)
             .map(|s| s.handle.clone())
+    }
+
+    /// [`SessionRegistry::handle`] for a caller that has the bare JID already (the router):
+    /// no bare JID is built for the look-up.
+    pub fn handle_of(&self, bare: &Jid, resource: &str) -> Option<SessionHandle> {
+        debug_assert!(bare.is_bare());
+        let map = self.lock();
+        map.get(bare)?.get(resource).map(|s| s.handle.clone())
     }
 
     /// The full JID and module flags of every bound resource of an account.
@@ -392,5 +538,95 @@ mod tests {
             h.send(st.clone()).unwrap();
         }
         assert!(h.send(st).is_err());
+    }
+
+    fn message() -> Stanza {
+        Stanza(crate::proto::stanza::new(crate::proto::StanzaKind::Message))
+    }
+
+    #[tokio::test]
+    async fn queue_is_fifo_and_frees_its_memory_when_drained() {
+        let (h, mut rx) = SessionHandle::new(jid("a@x/1"));
+        for _ in 0..10 {
+            h.send(message()).unwrap();
+        }
+        h.close(StreamError::Conflict, None);
+        assert!(rx.0.lock().items.capacity() >= 11);
+        for _ in 0..10 {
+            assert!(matches!(rx.recv().await, Some(Outbound::Stanza(_))));
+        }
+        assert!(matches!(
+            rx.try_recv(),
+            Some(Outbound::Close(StreamError::Conflict, None))
+        ));
+        assert!(rx.try_recv().is_none());
+        // Waiting on an empty queue releases it; a later send wakes the waiter.
+        let waiter = tokio::spawn(async move {
+            let got = rx.recv().await;
+            (got.is_some(), rx)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(h.tx.0.lock().items.capacity(), 0);
+        h.send(message()).unwrap();
+        let (got, rx) = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(got);
+        let mut rx = rx;
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_full_queue_still_takes_one_close_request() {
+        let (h, mut rx) = SessionHandle::new(jid("a@x/1"));
+        for _ in 0..SESSION_QUEUE {
+            h.send(message()).unwrap();
+        }
+        // The overflowing send asks for the close itself; an explicit one is not queued twice.
+        assert!(h.send(message()).is_err());
+        h.close(StreamError::Conflict, None);
+        let mut stanzas = 0;
+        let mut closes = Vec::new();
+        while let Some(m) = rx.try_recv() {
+            match m {
+                Outbound::Stanza(_) => stanzas += 1,
+                Outbound::Close(e, _) => closes.push(e),
+                Outbound::Shared(_) => unreachable!(),
+            }
+        }
+        assert_eq!(stanzas, SESSION_QUEUE);
+        assert_eq!(closes, vec![StreamError::PolicyViolation]);
+    }
+
+    #[tokio::test]
+    async fn closed_or_dropped_receiver_and_last_sender_gone() {
+        let (h, mut rx) = SessionHandle::new(jid("a@x/1"));
+        h.send(message()).unwrap();
+        rx.close();
+        assert!(h.is_closed());
+        assert!(h.send(message()).is_err());
+        assert!(rx.try_recv().is_some());
+        assert!(rx.recv().await.is_none());
+        let (h, rx) = SessionHandle::new(jid("a@x/2"));
+        drop(rx);
+        assert!(h.is_closed());
+        assert!(!h.send_shared(SharedStanza::new(message().0)));
+        let (h, mut rx) = SessionHandle::new(jid("a@x/3"));
+        let h2 = h.clone();
+        h.send(message()).unwrap();
+        drop(h);
+        let waiter = tokio::spawn(async move {
+            let first = rx.recv().await.is_some();
+            let end = rx.recv().await.is_none();
+            (first, end)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(h2);
+        let (first, end) = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(first && end);
     }
 }

@@ -42,7 +42,7 @@ use crate::modules::{Direction, Flow, HookPoint, IqTarget};
 use crate::proto::{ns, Stanza, StanzaError, StanzaKind, StreamError};
 use crate::router;
 use crate::server::ServerState;
-use crate::session::{BindError, Outbound, SessionHandle};
+use crate::session::{BindError, Outbound, OutboundRx, SessionHandle};
 use crate::transport::ConnectionPermit;
 use crate::xml::parser::{Limits, StreamEvent, StreamParser, XmlError};
 use crate::xml::{self, Element};
@@ -149,6 +149,8 @@ pub async fn serve(
             return;
         }
     };
+    // Only SASL uses the channel bindings: not kept for the session's life.
+    c.cb = ChannelBindings::default();
     // A SASL2 success (XEP-0388) with inline binding waits in `c.out` until here.
     let resumed = match resume_h {
         Some(r) => c.complete_resume(&mut live, r).await,
@@ -193,7 +195,7 @@ pub async fn serve(
 /// A bound session, owned by one connection task at a time.
 pub struct Live {
     handle: SessionHandle,
-    rx: mpsc::Receiver<Outbound>,
+    rx: OutboundRx,
     /// Stream management, once the client enabled it.
     sm: Option<SmSession>,
     csi: csi::CsiState,
@@ -233,7 +235,7 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
-    fn new(handle: SessionHandle, rx: mpsc::Receiver<Outbound>) -> Live {
+    fn new(handle: SessionHandle, rx: OutboundRx) -> Live {
         Live {
             handle,
             rx,
@@ -1005,7 +1007,7 @@ impl Connection {
                         }
                         n += 1;
                         if n < WRITE_BATCH {
-                            msg = live.rx.try_recv().ok();
+                            msg = live.rx.try_recv();
                         }
                     }
                     if let Some(e) = self.sm_after_write(live) {
@@ -1184,8 +1186,7 @@ impl Connection {
             }
             return Ok(());
         }
-        let full = live.handle.jid.clone();
-        self.handle_stanza(&full, el)?;
+        self.handle_stanza(&live.handle.jid, el)?;
         if let Some(sm) = live.sm.as_mut() {
             sm.state.handled();
         }
@@ -1228,10 +1229,15 @@ impl Connection {
         match stanza.kind() {
             StanzaKind::Presence => presence::outbound(state, full, stanza),
             StanzaKind::Message => {
-                if to.is_none() {
-                    stanza.set_to(&full.to_bare());
-                }
-                router::route(state, stanza);
+                let to = match to {
+                    Some(to) => to,
+                    None => {
+                        let own = full.to_bare();
+                        stanza.set_to(&own);
+                        own
+                    }
+                };
+                router::route_parsed(state, stanza, to, full);
             }
             StanzaKind::Iq => {
                 let own_bare = full.to_bare();
@@ -1331,9 +1337,9 @@ async fn read_into_parser(
 }
 
 /// Re-route what a closed session never wrote (see [`reroute`]).
-fn requeue(state: &Arc<ServerState>, mut rx: mpsc::Receiver<Outbound>) {
+fn requeue(state: &Arc<ServerState>, mut rx: OutboundRx) {
     rx.close();
-    while let Ok(msg) = rx.try_recv() {
+    while let Some(msg) = rx.try_recv() {
         if let Outbound::Stanza(s) = msg {
             reroute(state, *s, None);
         }

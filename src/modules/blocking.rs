@@ -25,6 +25,7 @@
 //!   `domain/resource` exactly; `domain` the domain and everything at it. Stanzas from the
 //!   account itself or from a hosted domain (the server) are never blocked.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -46,7 +47,8 @@ pub const MAX_ITEMS: usize = 10_000;
 
 #[derive(Default)]
 pub struct BlockingModule {
-    cache: Mutex<HashMap<String, Arc<Vec<Jid>>>>,
+    /// By bare JID (a `Jid` key: the per-stanza lookup builds no string).
+    cache: Mutex<HashMap<Jid, Arc<Vec<Jid>>>>,
 }
 
 /// Whether `item` (a blocklist entry) covers `sender` (XEP-0191 §5).
@@ -65,13 +67,18 @@ pub fn matches(item: &Jid, sender: &Jid) -> bool {
 impl BlockingModule {
     /// The account's blocklist (cached). Accounts of domains we do not host have none.
     fn list(&self, ctx: &ModuleContext, account: &Jid) -> Result<Arc<Vec<Jid>>, StanzaError> {
-        let key = account.bare_string();
-        if let Some(l) = self.lock().get(&key) {
+        let account = if account.is_bare() {
+            Cow::Borrowed(account)
+        } else {
+            Cow::Owned(account.to_bare())
+        };
+        if let Some(l) = self.lock().get(account.as_ref()) {
             return Ok(l.clone());
         }
         if account.node().is_none() || !ctx.config.hosts(account.domain()) {
             return Ok(Arc::new(Vec::new()));
         }
+        let key = account.bare_string();
         let items = ctx
             .storage
             .list_items(STORE, &key)
@@ -82,17 +89,22 @@ impl BlockingModule {
                 .filter_map(|(k, _)| Jid::parse(&k).ok())
                 .collect(),
         );
-        self.lock().insert(key, list.clone());
+        self.lock().insert(account.into_owned(), list.clone());
         Ok(list)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Vec<Jid>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Jid, Arc<Vec<Jid>>>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drop the account's cached list (it changed, or the account is gone).
+    fn forget(&self, account: &Jid) {
+        self.lock().remove(&account.to_bare());
     }
 
     /// Whether `account` blocks `other`. A storage failure counts as not blocked (logged).
     fn blocks(&self, ctx: &ModuleContext, account: &Jid, other: &Jid) -> bool {
-        if other.to_bare() == account.to_bare() {
+        if other.same_bare(account) {
             return false;
         }
         match self.list(ctx, account) {
@@ -184,11 +196,11 @@ impl BlockingModule {
         let key = account.bare_string();
         for j in &new {
             if let Err(e) = ctx.storage.put_item(STORE, &key, &j.to_string(), "") {
-                self.lock().remove(&key);
+                self.forget(account);
                 return Err(storage_failed("blocking", e));
             }
         }
-        self.lock().remove(&key);
+        self.forget(account);
         self.push(ctx, account, Self::list_element("block", &jids));
         Ok(None)
     }
@@ -207,11 +219,11 @@ impl BlockingModule {
         let key = account.bare_string();
         for j in &removed {
             if let Err(e) = ctx.storage.delete_item(STORE, &key, &j.to_string()) {
-                self.lock().remove(&key);
+                self.forget(account);
                 return Err(storage_failed("blocking", e));
             }
         }
-        self.lock().remove(&key);
+        self.forget(account);
         for j in &removed {
             self.presence_to(ctx, account, j, true);
         }
@@ -274,7 +286,7 @@ impl Module for BlockingModule {
     /// starts with an empty list).
     fn on_event(&self, _ctx: &ModuleContext, event: &ModuleEvent<'_>) {
         if let ModuleEvent::AccountDeleted { account } = event {
-            self.lock().remove(&account.bare_string());
+            self.forget(account);
         }
     }
 
@@ -321,7 +333,7 @@ impl Module for BlockingModule {
                 let Some(from) = at.from else {
                     return Flow::Continue;
                 };
-                if from.to_bare() == *at.account
+                if from.same_bare(at.account)
                     || (from.node().is_none() && ctx.config.hosts(from.domain()))
                 {
                     return Flow::Continue;

@@ -87,7 +87,7 @@ fn copy_to_others(
     // (and no lock when no session on the server did).
     let targets = ctx.server.carbons_targets(account, exclude);
     // Checked after the cheap test above: most accounts have no other carbons session.
-    if targets.is_empty() || same_account(stanza) {
+    if targets.is_empty() || !eligible(stanza) || same_account(stanza) {
         return;
     }
     for jid in targets {
@@ -137,7 +137,8 @@ impl Module for CarbonsModule {
     }
 
     fn on_stanza(&self, ctx: &ModuleContext, at: HookPoint<'_>, stanza: &mut Stanza) -> Flow {
-        if at.dir == Direction::Sent && stanza.kind() == StanzaKind::Message && eligible(stanza) {
+        // Eligibility is checked by `copy_to_others` once it found a carbons session.
+        if at.dir == Direction::Sent && stanza.kind() == StanzaKind::Message {
             if let Some(session) = at.session {
                 copy_to_others(
                     ctx,
@@ -158,9 +159,7 @@ impl Module for CarbonsModule {
         stanza: &Stanza,
         delivered_to: &[Jid],
     ) {
-        if eligible(stanza) {
-            copy_to_others(ctx, "received", account, stanza, delivered_to);
-        }
+        copy_to_others(ctx, "received", account, stanza, delivered_to);
     }
 }
 

@@ -37,6 +37,7 @@
 //! Archive ids are time-ordered, unique per account and never change; the same id is the
 //! MAM result id and the `stanza-id` the recipient saw.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -93,7 +94,8 @@ pub struct MamModule {
     /// Stored preferences by account bare JID once read; `None`: the account stored none.
     /// Reads from storage and writes to it happen under this lock, so a concurrent change
     /// of preferences cannot be overwritten in the cache by an older read.
-    prefs_cache: Mutex<HashMap<String, Option<Arc<Prefs>>>>,
+    /// Keyed by `Jid`: the per-message lookup builds no string.
+    prefs_cache: Mutex<HashMap<Jid, Option<Arc<Prefs>>>>,
 }
 
 impl MamModule {
@@ -180,20 +182,24 @@ pub fn should_archive(stanza: &Stanza) -> bool {
 }
 
 impl MamModule {
-    fn cache(&self) -> MutexGuard<'_, HashMap<String, Option<Arc<Prefs>>>> {
+    fn cache(&self) -> MutexGuard<'_, HashMap<Jid, Option<Arc<Prefs>>>> {
         self.prefs_cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The account's preferences: cached, else read from storage (and cached). A storage or
     /// decoding failure is not cached.
     fn prefs(&self, ctx: &ModuleContext, account: &Jid) -> Result<Arc<Prefs>, StanzaError> {
-        let account = account.bare_string();
+        let account = if account.is_bare() {
+            Cow::Borrowed(account)
+        } else {
+            Cow::Owned(account.to_bare())
+        };
         let mut cache = self.cache();
-        let stored = match cache.get(&account) {
+        let stored = match cache.get(account.as_ref()) {
             Some(cached) => cached.clone(),
             None => {
-                let stored = Self::read_prefs(ctx, &account)?;
-                cache.insert(account, stored.clone());
+                let stored = Self::read_prefs(ctx, &account.bare_string())?;
+                cache.insert(account.into_owned(), stored.clone());
                 stored
             }
         };
@@ -224,14 +230,15 @@ impl MamModule {
     ) -> Result<(), StanzaError> {
         let json =
             serde_json::to_string(&prefs).map_err(|_| StanzaError::internal_server_error())?;
-        let account = account.bare_string();
+        let key = account.to_bare();
+        let account = key.bare_string();
         let mut cache = self.cache();
         // Whatever happens to the write, the cached entry may be stale now.
-        cache.remove(&account);
+        cache.remove(&key);
         ctx.storage
             .put_item(PREFS_STORE, &account, "", &json)
             .map_err(|e| storage_failed("mam", e))?;
-        cache.insert(account, Some(Arc::new(prefs)));
+        cache.insert(key, Some(Arc::new(prefs)));
         Ok(())
     }
 
@@ -240,6 +247,14 @@ impl MamModule {
         let Ok(prefs) = self.prefs(ctx, account) else {
             return true;
         };
+        // The common case (no per-JID rules) needs no string for `with`.
+        if prefs.never.is_empty() && prefs.always.is_empty() {
+            match prefs.default.as_str() {
+                "always" => return true,
+                "roster" => {}
+                _ => return false,
+            }
+        }
         let bare = with.bare_string();
         if prefs.never.contains(&bare) {
             return false;
@@ -591,6 +606,17 @@ pub fn result_message(
 }
 
 /// Remove `<stanza-id/>`s claiming to be from `by` (or, with `None`, from any hosted JID).
+/// Whether `text` is exactly `account`'s bare JID as [`Jid::bare_string`] writes it.
+fn is_bare_of(text: &str, account: &Jid) -> bool {
+    match account.node() {
+        Some(node) => text
+            .strip_prefix(node)
+            .and_then(|rest| rest.strip_prefix('@'))
+            .is_some_and(|d| d == account.domain()),
+        None => text == account.domain(),
+    }
+}
+
 fn strip_stanza_ids(stanza: &mut Stanza, by: impl Fn(&str) -> bool) {
     stanza
         .el_mut()
@@ -633,7 +659,7 @@ impl Module for MamModule {
     /// name starts with the configured default).
     fn on_event(&self, _ctx: &ModuleContext, event: &ModuleEvent<'_>) {
         if let ModuleEvent::AccountDeleted { account } = event {
-            self.cache().remove(&account.bare_string());
+            self.cache().remove(&account.to_bare());
         }
     }
 
@@ -650,17 +676,15 @@ impl Module for MamModule {
                     return Flow::Continue;
                 };
                 // A message to the account itself is archived once, as inbound.
-                if to.to_bare() != *at.account && should_archive(stanza) {
+                if !to.same_bare(at.account) && should_archive(stanza) {
                     self.archive(ctx, at.account, to, stanza);
                 }
             }
             Direction::Inbound => {
-                let account = at.account.bare_string();
-                if stanza
-                    .el()
-                    .elements()
-                    .any(|c| c.is("stanza-id", NS_SID) && c.attr("by") == Some(account.as_str()))
-                {
+                if stanza.el().elements().any(|c| {
+                    c.is("stanza-id", NS_SID)
+                        && c.attr("by").is_some_and(|by| is_bare_of(by, at.account))
+                }) {
                     // Ours already: archived when it first arrived.
                     return Flow::Continue;
                 }
@@ -673,7 +697,7 @@ impl Module for MamModule {
                 if let Some(id) = self.archive(ctx, at.account, from, stanza) {
                     stanza.el_mut().push_child(
                         Element::new("stanza-id", NS_SID)
-                            .with_attr("by", account)
+                            .with_attr("by", at.account.bare_string())
                             .with_attr("id", format_id(id)),
                     );
                 }
@@ -691,6 +715,26 @@ mod tests {
 
     fn msg(xml: &str) -> Stanza {
         Stanza::from_element(crate::xml::parser::parse_element(xml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn bare_text_comparison() {
+        let a = Jid::parse("alice@example.org").unwrap();
+        assert!(is_bare_of("alice@example.org", &a));
+        for t in [
+            "alice@example.org/r",
+            "alice@example.or",
+            "alicе@example.org",
+            "example.org",
+            "alice",
+            "@example.org",
+            "",
+        ] {
+            assert!(!is_bare_of(t, &a), "{t}");
+        }
+        let d = Jid::parse("example.org").unwrap();
+        assert!(is_bare_of("example.org", &d));
+        assert!(!is_bare_of("x@example.org", &d));
     }
 
     #[test]

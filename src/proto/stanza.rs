@@ -70,11 +70,21 @@ impl Stanza {
     }
 
     pub fn set_to(&mut self, to: &Jid) {
-        self.0.set_attr("to", to.to_string());
+        self.set_jid_attr("to", to);
     }
 
     pub fn set_from(&mut self, from: &Jid) {
-        self.0.set_attr("from", from.to_string());
+        self.set_jid_attr("from", from);
+    }
+
+    /// Set `to` or `from` (done for every stanza a client sends: no formatter, and the
+    /// attribute's name is not allocated again when it is already there).
+    fn set_jid_attr(&mut self, name: &str, jid: &Jid) {
+        let value = jid.to_text();
+        match self.0.attrs.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.attrs.push((name.to_string(), value)),
+        }
     }
 
     pub fn is_error(&self) -> bool {

@@ -234,6 +234,12 @@ pub struct SledStore {
     pub(super) archive_lock: Mutex<std::collections::HashMap<Vec<u8>, u64>>,
     /// Serialises account creation, deletion and credential changes.
     account_lock: Mutex<()>,
+    /// Accounts known to exist: the router asks [`Storage::account_exists`] for every stanza
+    /// to a local account, and a sled lookup was most of that. Filled by lookups that found
+    /// the account (under `account_lock`, so a deletion cannot slip between the lookup and
+    /// the insertion), emptied by `delete_account` under the same lock; nothing else
+    /// removes accounts. Only existing accounts are remembered.
+    known_accounts: std::sync::RwLock<std::collections::HashSet<String>>,
     /// Number of stored offline messages per account, for the accounts counted since they were
     /// last emptied: the quota check before every offline store would otherwise scan the
     /// account's whole queue. Held while an offline message is inserted, so a count and the
@@ -292,6 +298,7 @@ impl SledStore {
             path: path.to_path_buf(),
             db,
             account_lock: Mutex::new(()),
+            known_accounts: Default::default(),
             offline_counts: Mutex::new(Default::default()),
         };
         if found == SCHEMA_CREDENTIALS_JSON {
@@ -516,10 +523,27 @@ impl Storage for SledStore {
     }
 
     fn account_exists(&self, account: &str) -> Result<bool> {
+        let known = |s: &Self| {
+            s.known_accounts
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(account)
+        };
+        if known(self) {
+            return Ok(true);
+        }
         let Some(key) = account_key(account) else {
             return Ok(false);
         };
-        self.accounts.contains_key(&key).map_err(db_err)
+        let _guard = self.lock_accounts()?;
+        let exists = self.accounts.contains_key(&key).map_err(db_err)?;
+        if exists {
+            self.known_accounts
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(account.to_string());
+        }
+        Ok(exists)
     }
 
     fn set_credentials(&self, account: &str, creds: &StoredCredentials) -> Result<bool> {
@@ -538,6 +562,10 @@ impl Storage for SledStore {
 
     fn delete_account(&self, account: &str) -> Result<bool> {
         let _guard = self.lock_accounts()?;
+        self.known_accounts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(account);
         let existed = match account_key(account) {
             Some(key) => self.accounts.remove(key).map_err(db_err)?.is_some(),
             None => false,

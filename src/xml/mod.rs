@@ -248,31 +248,43 @@ impl std::fmt::Display for Element {
 
 /// Escape character data.
 pub fn escape_text(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            _ => out.push(c),
-        }
-    }
+    escape_with(s, out, |b| match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        _ => None,
+    });
 }
 
 /// Escape an attribute value written between single quotes.
 pub fn escape_attr(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
-            '\t' => out.push_str("&#x9;"),
-            _ => out.push(c),
+    escape_with(s, out, |b| match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'\'' => Some("&apos;"),
+        b'"' => Some("&quot;"),
+        b'\n' => Some("&#xA;"),
+        b'\r' => Some("&#xD;"),
+        b'\t' => Some("&#x9;"),
+        _ => None,
+    });
+}
+
+/// Copy `s` to `out` in runs, replacing the ASCII bytes `entity` names (every text written
+/// to a client goes through here: run by run, not character by character).
+fn escape_with(s: &str, out: &mut String, entity: impl Fn(u8) -> Option<&'static str>) {
+    out.reserve(s.len());
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if let Some(e) = entity(b) {
+            // `i` is at an ASCII byte, so both slices end on character boundaries.
+            out.push_str(&s[start..i]);
+            out.push_str(e);
+            start = i + 1;
         }
     }
+    out.push_str(&s[start..]);
 }
 
 /// Escape a string for use anywhere (text or attribute).
@@ -339,5 +351,19 @@ mod tests {
     fn attribute_values_are_escaped() {
         let el = Element::new("a", "").with_attr("v", "x'\"<&\n");
         assert_eq!(el.to_string(), "<a v='x&apos;&quot;&lt;&amp;&#xA;'/>");
+    }
+
+    #[test]
+    fn escaping_copies_runs_and_keeps_multibyte_text() {
+        let mut out = String::new();
+        escape_text("é<ü>&\u{1F600}'\"\t", &mut out);
+        assert_eq!(out, "é&lt;ü&gt;&amp;\u{1F600}'\"\t");
+        out.clear();
+        escape_attr("\r\tü'", &mut out);
+        assert_eq!(out, "&#xD;&#x9;ü&apos;");
+        out.clear();
+        escape_text("", &mut out);
+        escape_attr("plain", &mut out);
+        assert_eq!(out, "plain");
     }
 }

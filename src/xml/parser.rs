@@ -387,6 +387,25 @@ impl StreamParser {
         self.pending = None;
     }
 
+    /// Everything fed has been parsed: free the input buffer, and the element stack when no
+    /// stanza is open, so that an idle stream holds no buffers (most sessions are idle most
+    /// of the time; the next `feed` allocates what it needs).
+    fn release_if_idle(&mut self) {
+        if self.pos == self.buf.len() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+        if self.stack.is_empty() && self.stack.capacity() > 0 {
+            self.stack = Vec::new();
+        }
+    }
+
+    /// Bytes the parser holds allocated (input buffer and element stack), for tests.
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
+        self.buf.capacity() + self.stack.capacity() * std::mem::size_of::<Open>()
+    }
+
     /// Drop consumed bytes (scan offsets are relative to `pos`, so they stay valid) and give
     /// back memory after a large token.
     fn compact(&mut self) {
@@ -418,6 +437,7 @@ impl StreamParser {
                 _ => {}
             }
             if self.pos == self.buf.len() {
+                self.release_if_idle();
                 return Ok(None);
             }
             if !self.sniffed && !self.sniff()? {
@@ -1506,6 +1526,54 @@ mod tests {
         assert!(fed <= LIMIT + READ, "fed {fed}");
         assert!(most_buffered <= LIMIT + READ, "buffered {most_buffered}");
         assert_eq!(p.buffered_len(), 0);
+    }
+
+    #[test]
+    fn an_idle_stream_holds_no_buffers() {
+        let mut p = StreamParser::new(Limits {
+            max_stanza_bytes: 64 * 1024,
+            max_depth: 16,
+        });
+        let mut events = Vec::new();
+        let mut drain = |p: &mut StreamParser| {
+            while let Some(ev) = p.next_event().unwrap() {
+                events.push(ev);
+            }
+        };
+        p.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+            .unwrap();
+        drain(&mut p);
+        assert_eq!(p.held_bytes(), 0);
+        let stanza = b"<iq type='set' id='1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>";
+        // Split inside the stanza: the incomplete part is kept, then released once parsed.
+        p.feed(&stanza[..40]).unwrap();
+        drain(&mut p);
+        assert!(p.held_bytes() > 0);
+        p.feed(&stanza[40..]).unwrap();
+        drain(&mut p);
+        assert_eq!(p.held_bytes(), 0);
+        // Two stanzas in one read, the second incomplete: its bytes stay.
+        p.feed(b"<presence/><message><body>hi</bo").unwrap();
+        drain(&mut p);
+        assert!(p.held_bytes() > 0);
+        p.feed(b"dy></message>").unwrap();
+        drain(&mut p);
+        assert_eq!(p.held_bytes(), 0);
+        let names: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Element(el) => Some(el.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["iq", "presence", "message"]);
+        let StreamEvent::Element(msg) = &events[3] else {
+            panic!("expected the message")
+        };
+        assert_eq!(
+            msg.child_text("body", "jabber:client").as_deref(),
+            Some("hi")
+        );
     }
 
     #[test]
