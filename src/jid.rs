@@ -198,6 +198,27 @@ impl Jid {
         s
     }
 
+    /// This JID without its resource, borrowed when it has none.
+    pub fn as_bare(&self) -> std::borrow::Cow<'_, Jid> {
+        if self.is_bare() {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            std::borrow::Cow::Owned(self.to_bare())
+        }
+    }
+
+    /// Whether `text` is exactly this JID's bare part as [`Jid::bare_string`] writes it
+    /// (compared without building it).
+    pub fn is_bare_text(&self, text: &str) -> bool {
+        match &self.node {
+            Some(node) => text
+                .strip_prefix(node.as_str())
+                .and_then(|rest| rest.strip_prefix('@'))
+                .is_some_and(|d| d == self.domain),
+            None => text == self.domain,
+        }
+    }
+
     /// Whether both JIDs have the same bare part (`to_bare() == other.to_bare()`, without
     /// building either).
     pub fn same_bare(&self, other: &Jid) -> bool {
@@ -244,6 +265,26 @@ mod tests {
         assert!(!Jid::parse("b")
             .unwrap()
             .same_bare(&Jid::parse("x@b").unwrap()));
+    }
+
+    #[test]
+    fn bare_text_comparison() {
+        let a = Jid::parse("alice@example.org").unwrap();
+        assert!(a.is_bare_text("alice@example.org"));
+        for t in [
+            "alice@example.org/r",
+            "alice@example.or",
+            "alicе@example.org",
+            "example.org",
+            "alice",
+            "@example.org",
+            "",
+        ] {
+            assert!(!a.is_bare_text(t), "{t}");
+        }
+        let d = Jid::parse("example.org").unwrap();
+        assert!(d.is_bare_text("example.org"));
+        assert!(!d.is_bare_text("x@example.org"));
     }
 
     #[test]

@@ -57,11 +57,10 @@ fn route_to(state: &Arc<ServerState>, mut stanza: Stanza, to: Jid, from: Option<
     let parsed_from;
     let from = match from {
         Some(f) => Some(f),
-        None if stanza.attr("from").is_some() => {
+        None => {
             parsed_from = stanza.from().ok().flatten();
             parsed_from.as_ref()
         }
-        None => None,
     };
     if let Some(component) = state.components.get(to.domain()) {
         component.handle(state, stanza);

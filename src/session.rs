@@ -370,10 +370,7 @@ impl SessionRegistry {
     /// The send handle of one full JID (cheaper than [`SessionRegistry::get`]: the message
     /// path needs nothing else).
     pub fn handle(&self, full: &Jid) -> Option<SessionHandle> {
-        let map = self.lock();
-        map.get(&full.to_bare())?
-            .get(full.resource()?)
-            .map(|s| s.handle.clone())
+        self.handle_of(&full.to_bare(), full.resource()?)
     }
 
     /// [`SessionRegistry::handle`] for a caller that has the bare JID already (the router):

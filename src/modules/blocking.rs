@@ -25,7 +25,6 @@
 //!   `domain/resource` exactly; `domain` the domain and everything at it. Stanzas from the
 //!   account itself or from a hosted domain (the server) are never blocked.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -67,11 +66,7 @@ pub fn matches(item: &Jid, sender: &Jid) -> bool {
 impl BlockingModule {
     /// The account's blocklist (cached). Accounts of domains we do not host have none.
     fn list(&self, ctx: &ModuleContext, account: &Jid) -> Result<Arc<Vec<Jid>>, StanzaError> {
-        let account = if account.is_bare() {
-            Cow::Borrowed(account)
-        } else {
-            Cow::Owned(account.to_bare())
-        };
+        let account = account.as_bare();
         if let Some(l) = self.lock().get(account.as_ref()) {
             return Ok(l.clone());
         }
@@ -242,15 +237,6 @@ fn blocked_error(stanza: &Stanza) -> Stanza {
     reply
 }
 
-/// Whether the stanza may be answered with an error (not an error, not an IQ response).
-fn answerable(stanza: &Stanza) -> bool {
-    match stanza.kind() {
-        StanzaKind::Iq => stanza.is_iq_request(),
-        StanzaKind::Message => !stanza.is_error(),
-        StanzaKind::Presence => false,
-    }
-}
-
 impl Module for BlockingModule {
     fn name(&self) -> &'static str {
         "blocking"
@@ -307,7 +293,7 @@ impl Module for BlockingModule {
                 if !self.blocks(ctx, at.account, to) {
                     return Flow::Continue;
                 }
-                if answerable(stanza) {
+                if stanza.answerable_with_error() {
                     if let Some(session) = at.session {
                         ctx.server.send_to_session(session, blocked_error(stanza));
                     }
@@ -344,7 +330,7 @@ impl Module for BlockingModule {
                 if !blocked {
                     return Flow::Continue;
                 }
-                if answerable(stanza) {
+                if stanza.answerable_with_error() {
                     ctx.server
                         .route(StanzaError::service_unavailable().reply_to(stanza));
                 }

@@ -87,6 +87,16 @@ impl Stanza {
         }
     }
 
+    /// Whether the stanza may be answered with an error stanza: an IQ request or a message
+    /// that is not itself an error (RFC 6120 §8.3.1). Presence is never answered this way.
+    pub fn answerable_with_error(&self) -> bool {
+        match self.kind() {
+            StanzaKind::Iq => self.is_iq_request(),
+            StanzaKind::Message => !self.is_error(),
+            StanzaKind::Presence => false,
+        }
+    }
+
     pub fn is_error(&self) -> bool {
         self.type_attr() == Some("error")
     }

@@ -523,13 +523,12 @@ impl Storage for SledStore {
     }
 
     fn account_exists(&self, account: &str) -> Result<bool> {
-        let known = |s: &Self| {
-            s.known_accounts
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(account)
-        };
-        if known(self) {
+        if self
+            .known_accounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(account)
+        {
             return Ok(true);
         }
         let Some(key) = account_key(account) else {

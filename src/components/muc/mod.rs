@@ -337,12 +337,7 @@ impl MucService {
                         && stanza.type_attr().is_none()
                         && to.resource().is_some();
                     if !joining {
-                        let answerable = match stanza.kind() {
-                            StanzaKind::Presence => false,
-                            StanzaKind::Iq => stanza.is_iq_request(),
-                            StanzaKind::Message => !stanza.is_error(),
-                        };
-                        if answerable {
+                        if stanza.answerable_with_error() {
                             out.push(Out::One(
                                 StanzaError::item_not_found()
                                     .with_text("no such room")
@@ -388,12 +383,9 @@ impl MucService {
             // The room ended again on every lookup (rooms ending and being re-created as fast
             // as this stanza is looked up): say so rather than drop it; the sender may retry.
             // A leave needs no answer: the room is gone.
-            let answerable = match stanza.kind() {
-                StanzaKind::Presence => stanza.type_attr().is_none(),
-                StanzaKind::Iq => stanza.is_iq_request(),
-                StanzaKind::Message => !stanza.is_error(),
-            };
-            if answerable {
+            let available_presence =
+                stanza.kind() == StanzaKind::Presence && stanza.type_attr().is_none();
+            if available_presence || stanza.answerable_with_error() {
                 out.push(Out::One(
                     StanzaError::recipient_unavailable()
                         .with_text("the room ended while this stanza waited; try again")
