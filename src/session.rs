@@ -279,10 +279,68 @@ impl ResourceState {
     }
 }
 
+/// The bound resources of one account. An account has a handful at most (`max_resources`),
+/// so a vector searched in order is as fast as a hash table and much smaller: a table
+/// reserves room for several entries of a few hundred bytes each, for every online account.
+#[derive(Default)]
+struct Resources(Vec<(String, ResourceState)>);
+
+impl Resources {
+    fn position(&self, resource: &str) -> Option<usize> {
+        self.0.iter().position(|(r, _)| r == resource)
+    }
+
+    fn get(&self, resource: &str) -> Option<&ResourceState> {
+        self.0.iter().find(|(r, _)| r == resource).map(|(_, s)| s)
+    }
+
+    fn get_mut(&mut self, resource: &str) -> Option<&mut ResourceState> {
+        self.0
+            .iter_mut()
+            .find(|(r, _)| r == resource)
+            .map(|(_, s)| s)
+    }
+
+    fn contains_key(&self, resource: &str) -> bool {
+        self.position(resource).is_some()
+    }
+
+    /// Binds `resource`, returning the state it replaces.
+    fn insert(&mut self, resource: String, state: ResourceState) -> Option<ResourceState> {
+        match self.position(&resource) {
+            Some(i) => Some(std::mem::replace(&mut self.0[i].1, state)),
+            None => {
+                self.0.reserve_exact(1);
+                self.0.push((resource, state));
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, resource: &str) -> Option<ResourceState> {
+        let i = self.position(resource)?;
+        let (_, state) = self.0.swap_remove(i);
+        self.0.shrink_to_fit();
+        Some(state)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &ResourceState> {
+        self.0.iter().map(|(_, s)| s)
+    }
+}
+
 /// Bound sessions by account and resource.
 #[derive(Default)]
 pub struct SessionRegistry {
-    accounts: Mutex<HashMap<Jid, HashMap<String, ResourceState>>>,
+    accounts: Mutex<HashMap<Jid, Resources>>,
     /// How many bound sessions have carbons enabled (changed under the lock with the flags):
     /// when none has, the per-message carbons check does not take the lock at all.
     carbons: AtomicUsize,
@@ -298,7 +356,7 @@ pub enum BindError {
 }
 
 impl SessionRegistry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Jid, HashMap<String, ResourceState>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Jid, Resources>> {
         // A panic while holding the lock cannot leave the map half-updated in a way that
         // matters more than losing every session, so recover the data.
         self.accounts.lock().unwrap_or_else(|p| p.into_inner())
@@ -445,7 +503,7 @@ impl SessionRegistry {
 
     /// Number of bound sessions.
     pub fn count(&self) -> usize {
-        self.lock().values().map(HashMap::len).sum()
+        self.lock().values().map(Resources::len).sum()
     }
 
     /// Every session handle (for shutdown).
@@ -516,6 +574,38 @@ mod tests {
         assert!(reg.generation() > g1);
         assert_eq!(reg.carbons.load(Ordering::Acquire), 0);
         assert!(reg.carbons_targets(&jid("a@x"), &[]).is_empty());
+    }
+
+    #[test]
+    fn several_resources_of_one_account_are_found_after_removals() {
+        let reg = SessionRegistry::default();
+        let mut receivers = Vec::new();
+        let mut handles = Vec::new();
+        for r in ["a", "b", "c", "d"] {
+            let (h, rx) = SessionHandle::new(jid(&format!("u@x/{r}")));
+            assert!(reg.bind(h.clone(), 8).unwrap().is_none());
+            handles.push(h);
+            receivers.push(rx);
+        }
+        assert_eq!(reg.count(), 4);
+        assert_eq!(reg.resources(&jid("u@x")).len(), 4);
+        // Removing one from the middle must leave the others reachable by name.
+        assert!(reg.unbind(&jid("u@x/b"), handles[1].id).is_some());
+        assert!(reg.get(&jid("u@x/b")).is_none());
+        for (r, h) in [("a", 0), ("c", 2), ("d", 3)] {
+            let found = reg.get(&jid(&format!("u@x/{r}"))).expect(r);
+            assert_eq!(found.handle.id, handles[h].id);
+        }
+        // Rebinding an existing resource replaces it instead of adding a fifth entry.
+        let (again, _rx) = SessionHandle::new(jid("u@x/c"));
+        let old = reg.bind(again.clone(), 8).unwrap().expect("replaced");
+        assert_eq!(old.id, handles[2].id);
+        assert_eq!(reg.count(), 3);
+        for (r, id) in [("a", handles[0].id), ("c", again.id), ("d", handles[3].id)] {
+            assert!(reg.unbind(&jid(&format!("u@x/{r}")), id).is_some(), "{r}");
+        }
+        assert_eq!(reg.count(), 0);
+        assert!(reg.resources(&jid("u@x")).is_empty());
     }
 
     #[test]

@@ -126,15 +126,16 @@ pub async fn serve(
         };
         peeked == Some(1) && first[0] == 0x16
     };
+    // This task's future lives as long as the session and is as large as its largest await
+    // point: the short-lived ones with large state (TLS handshake, negotiation, resumption,
+    // hibernation) are boxed so that an idle session does not carry their size.
     if direct_tls || starts_with_tls {
-        if let Err(e) = c.upgrade_tls(true).await {
+        if let Err(e) = Box::pin(c.upgrade_tls(true)).await {
             tracing::debug!(%peer, error = %e, "Direct TLS handshake failed");
             return;
         }
     }
     let deadline = Duration::from_secs(c.state.config.c2s.negotiation_timeout_secs);
-    // Boxed: negotiation's state (TLS handshake, SASL) is large and short-lived; inline, it
-    // would size this task's future for the session's whole life.
     let negotiated = match tokio::time::timeout(deadline, Box::pin(c.negotiate())).await {
         Ok(r) => r,
         Err(_) => Err(End::Stream(
@@ -153,7 +154,7 @@ pub async fn serve(
     c.cb = ChannelBindings::default();
     // A SASL2 success (XEP-0388) with inline binding waits in `c.out` until here.
     let resumed = match resume_h {
-        Some(r) => c.complete_resume(&mut live, r).await,
+        Some(r) => Box::pin(c.complete_resume(&mut live, r)).await,
         None => c.flush_out().await,
     };
     let end = match resumed {
@@ -174,14 +175,14 @@ pub async fn serve(
             drop(c);
             drop(permit);
             if let Some(live) = back {
-                hibernate(state, *live).await;
+                Box::pin(hibernate(state, *live)).await;
             }
         }
         End::Io if live.resumable() => {
             c.finish(End::Io).await;
             drop(c);
             drop(permit);
-            hibernate(state, live).await;
+            Box::pin(hibernate(state, live)).await;
         }
         end => {
             c.finish(end).await;
