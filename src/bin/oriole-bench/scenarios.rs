@@ -607,11 +607,16 @@ pub async fn offline(
     let t = ctx.target.clone();
     let a = ctx.snap();
     let d2 = domain.clone();
+    // Messages whose batch the server acknowledged (its ping reply came after them): what a
+    // server that does not finish did store.
+    let acked = Arc::new(AtomicU64::new(0));
+    let acked2 = acked.clone();
     // A sender's job is its whole share of the messages: no overall limit, but each ping
     // reply must come within LOGIN_TIMEOUT.
     let (_, _, errors) = run_many_within(senders, senders, Duration::from_secs(24 * 3600), move |s| {
         let t = t.clone();
         let domain = d2.clone();
+        let acked = acked2.clone();
         async move {
             let mut c = client::login(&t, s, &format!("u{s}"), "bench", LoginOpts { presence: false, roster: false }).await?;
             let mut out = String::new();
@@ -632,6 +637,7 @@ pub async fn offline(
                     tokio::time::timeout(LOGIN_TIMEOUT, c.reply(&format!("p{j}")))
                         .await
                         .map_err(|_| format!("no ping reply within {LOGIN_TIMEOUT:?}"))??;
+                    acked.fetch_add(batch, Ordering::Relaxed);
                     batch = 0;
                 }
             }
@@ -641,12 +647,24 @@ pub async fn offline(
     })
     .await;
     let b = ctx.snap();
+    let store = cpu_between(&a, &b);
     if !errors.is_empty() {
+        // No result row (the scenario did not complete), but what the server did store
+        // before a sender gave up is worth printing.
+        let done = acked.load(Ordering::Relaxed);
+        println!(
+            "offline {}: store did not finish: {done} of {messages} messages acknowledged in {:.2}s \
+             = {:.0} msgs/s (server {:.1} µs CPU/msg), then {} of {senders} senders failed",
+            ctx.label,
+            store.wall,
+            done as f64 / store.wall,
+            1e6 * store.server / done.max(1) as f64,
+            errors.len()
+        );
         return Err(format!("{} senders failed", errors.len()));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let disk1 = ctx.data_dir.as_deref().map(du_bytes).unwrap_or(0);
-    let store = cpu_between(&a, &b);
     // Deliver: each recipient logs in, sends presence and counts messages.
     let t = ctx.target.clone();
     let got = Arc::new(AtomicU64::new(0));
