@@ -280,8 +280,8 @@ impl ResourceState {
 }
 
 /// The bound resources of one account. An account has a handful at most (`max_resources`),
-/// so a vector searched in order is as fast as a hash table and much smaller: a table
-/// reserves room for several entries of a few hundred bytes each, for every online account.
+/// so a vector searched in order is cheap, and much smaller than a hash table, which reserves
+/// room for several entries of a few hundred bytes each, for every online account.
 #[derive(Default)]
 struct Resources(Vec<(String, ResourceState)>);
 
@@ -291,14 +291,11 @@ impl Resources {
     }
 
     fn get(&self, resource: &str) -> Option<&ResourceState> {
-        self.0.iter().find(|(r, _)| r == resource).map(|(_, s)| s)
+        self.position(resource).map(|i| &self.0[i].1)
     }
 
     fn get_mut(&mut self, resource: &str) -> Option<&mut ResourceState> {
-        self.0
-            .iter_mut()
-            .find(|(r, _)| r == resource)
-            .map(|(_, s)| s)
+        self.position(resource).map(|i| &mut self.0[i].1)
     }
 
     fn contains_key(&self, resource: &str) -> bool {
