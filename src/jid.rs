@@ -6,6 +6,7 @@
 //! PRECIS profiles (width mapping, NFC) are not applied yet; see `xeps/README.md`.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 /// Why a string is not a valid JID.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +31,42 @@ impl fmt::Display for JidError {
 impl std::error::Error for JidError {}
 
 /// Any JID: a bare or full address, or a bare domain.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Jid {
     node: Option<String>,
     domain: String,
     resource: Option<String>,
+}
+
+// Written out (not derived) because [`BareOf`] must hash a JID's bare part exactly as this
+// hashes a bare JID.
+impl Hash for Jid {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.node.hash(state);
+        self.domain.hash(state);
+        self.resource.hash(state);
+    }
+}
+
+/// A hash map keyed by bare JIDs that any JID's bare part can be looked up in without
+/// building the bare JID: `map.get(&BareOf(&full))`.
+pub type BareMap<V> = hashbrown::HashMap<Jid, V>;
+
+/// The bare part of a JID, as a [`BareMap`] key.
+pub struct BareOf<'a>(pub &'a Jid);
+
+impl Hash for BareOf<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.node.hash(state);
+        self.0.domain.hash(state);
+        None::<String>.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<Jid> for BareOf<'_> {
+    fn equivalent(&self, key: &Jid) -> bool {
+        key.resource.is_none() && key.node == self.0.node && key.domain == self.0.domain
+    }
 }
 
 /// A JID without a resource: an account (`user@domain`) or a domain.
@@ -249,6 +281,28 @@ impl std::str::FromStr for Jid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_map_is_queried_with_any_jid_of_the_account() {
+        let mut map = BareMap::new();
+        for key in ["a@b", "b", "a@c", "x@b/r"] {
+            map.insert(Jid::parse(key).unwrap(), key);
+        }
+        let find = |q: &str| map.get(&BareOf(&Jid::parse(q).unwrap())).copied();
+        assert_eq!(find("a@b/phone"), Some("a@b"));
+        assert_eq!(find("A@b"), Some("a@b"));
+        assert_eq!(find("b/r"), Some("b"));
+        assert_eq!(find("a@c/x"), Some("a@c"));
+        // Only bare keys are found, and only the same account's.
+        assert_eq!(find("x@b/r"), None);
+        assert_eq!(find("x@b"), None);
+        assert_eq!(find("c@b/r"), None);
+        // Ordinary lookups with the key type still work.
+        assert_eq!(
+            map.get(&Jid::parse("x@b/r").unwrap()).copied(),
+            Some("x@b/r")
+        );
+    }
 
     #[test]
     fn text_forms_and_bare_comparison() {

@@ -523,10 +523,13 @@ impl RunningServer {
         for c in state.components.all() {
             c.shutdown(&state);
         }
+        // Cancelled before the bound sessions are listed: a session bound after the list was
+        // taken sees the cancellation when its loop starts (it does not watch the token while
+        // it waits; the close request in its queue wakes it).
+        state.shutdown.cancel();
         for h in state.sessions.all_handles() {
             h.close(StreamError::SystemShutdown, None);
         }
-        state.shutdown.cancel();
         state.tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), state.tasks.wait())
             .await

@@ -8,13 +8,12 @@
 //! the caller can fall back (offline storage, other resources) while the session is closed.
 //! The queue allocates nothing while it is empty (most sessions are idle most of the time).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use tokio::sync::Notify;
-
-use crate::jid::Jid;
+use crate::jid::{BareMap, BareOf, Jid};
 use crate::proto::shared::SharedStanza;
 use crate::proto::{Stanza, StreamError};
 use crate::xml::Element;
@@ -42,13 +41,12 @@ enum TrySendError {
 }
 
 /// One session's outbound queue: a `VecDeque` under a lock (no memory while empty, unlike a
-/// channel that allocates a block of slots up front) and a [`Notify`] for the one receiver.
+/// channel that allocates a block of slots up front), and under the same lock the waker of
+/// the one receiver. The receiver polls it ([`OutboundRx::poll_recv`]), so a waiting session
+/// keeps no wait-list entry of its own.
 #[derive(Debug, Default)]
 struct Queue {
     state: Mutex<QueueState>,
-    /// Wakes the receiver: an item was queued, the receiver side was closed, or the last
-    /// sender left.
-    ready: Notify,
     /// Live [`QueueTx`]es; the receiver sees the end once they are all gone.
     senders: AtomicUsize,
 }
@@ -61,12 +59,23 @@ struct QueueState {
     /// A [`Outbound::Close`] is already queued (it does not count against the bound, so a
     /// full queue can still be closed; one is enough: the session ends at the first).
     close_queued: bool,
+    /// The receiver found the queue empty and waits: woken (and cleared) by whoever changes
+    /// what it would see (an item queued, the last sender gone).
+    waiting: Option<Waker>,
 }
 
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         // Every update below leaves the state consistent, so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wake the receiver if it waits; the waker is taken under the lock, woken outside it.
+    fn wake_receiver(&self) {
+        let waker = self.lock().waiting.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -85,7 +94,7 @@ impl Clone for QueueTx {
 impl Drop for QueueTx {
     fn drop(&mut self) {
         if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.ready.notify_one();
+            self.0.wake_receiver();
         }
     }
 }
@@ -93,7 +102,7 @@ impl Drop for QueueTx {
 impl QueueTx {
     /// Queue a stanza unless the queue is closed or holds [`SESSION_QUEUE`] items already.
     fn try_send(&self, item: Outbound) -> Result<(), TrySendError> {
-        {
+        let waker = {
             let mut st = self.0.lock();
             if st.rx_closed {
                 return Err(TrySendError::Closed(item));
@@ -102,22 +111,28 @@ impl QueueTx {
                 return Err(TrySendError::Full(item));
             }
             st.items.push_back(item);
+            st.waiting.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
-        self.0.ready.notify_one();
         Ok(())
     }
 
     /// Queue a close request, past the bound if need be; a second one is dropped.
     fn send_close(&self, item: Outbound) {
-        {
+        let waker = {
             let mut st = self.0.lock();
             if st.rx_closed || st.close_queued {
                 return;
             }
             st.close_queued = true;
             st.items.push_back(item);
+            st.waiting.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
-        self.0.ready.notify_one();
     }
 
     fn is_closed(&self) -> bool {
@@ -133,23 +148,29 @@ impl OutboundRx {
     /// The next item; `None` once the queue is closed and drained, or every sender is gone.
     /// Cancellation-safe: an item is taken only in the poll that returns it.
     pub async fn recv(&mut self) -> Option<Outbound> {
-        loop {
-            {
-                let mut st = self.0.lock();
-                if let Some(item) = st.items.pop_front() {
-                    return Some(item);
-                }
-                if st.rx_closed || self.0.senders.load(Ordering::Acquire) == 0 {
-                    return None;
-                }
-                // About to wait with nothing queued: give the burst's memory back.
-                if st.items.capacity() > 0 {
-                    st.items = VecDeque::new();
-                }
-            }
-            // A notification sent between the check above and here is kept as a permit.
-            self.0.ready.notified().await;
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Poll for the next item (see [`OutboundRx::recv`]); when there is none, the task is
+    /// woken by the next send, close request or the last sender leaving.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
+        let mut st = self.0.lock();
+        if let Some(item) = st.items.pop_front() {
+            return Poll::Ready(Some(item));
         }
+        if st.rx_closed || self.0.senders.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(None);
+        }
+        // About to wait with nothing queued: give the burst's memory back.
+        if st.items.capacity() > 0 {
+            st.items = VecDeque::new();
+        }
+        // Registered under the lock that senders take to queue, so no send is missed.
+        match &mut st.waiting {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// The next item if one is queued.
@@ -165,13 +186,14 @@ impl OutboundRx {
 
 impl Drop for OutboundRx {
     fn drop(&mut self) {
-        let items = {
+        let (items, waker) = {
             let mut st = self.0.lock();
             st.rx_closed = true;
-            std::mem::take(&mut st.items)
+            (std::mem::take(&mut st.items), st.waiting.take())
         };
         // Dropped outside the lock (a stanza's drop may be arbitrarily large).
         drop(items);
+        drop(waker);
     }
 }
 
@@ -337,7 +359,7 @@ impl Resources {
 /// Bound sessions by account and resource.
 #[derive(Default)]
 pub struct SessionRegistry {
-    accounts: Mutex<HashMap<Jid, Resources>>,
+    accounts: Mutex<BareMap<Resources>>,
     /// How many bound sessions have carbons enabled (changed under the lock with the flags):
     /// when none has, the per-message carbons check does not take the lock at all.
     carbons: AtomicUsize,
@@ -353,7 +375,7 @@ pub enum BindError {
 }
 
 impl SessionRegistry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Jid, Resources>> {
+    fn lock(&self) -> MutexGuard<'_, BareMap<Resources>> {
         // A panic while holding the lock cannot leave the map half-updated in a way that
         // matters more than losing every session, so recover the data.
         self.accounts.lock().unwrap_or_else(|p| p.into_inner())
@@ -393,16 +415,15 @@ impl SessionRegistry {
 
     /// Remove a session if it is still the one bound (by id); returns its last state.
     pub fn unbind(&self, jid: &Jid, id: u64) -> Option<ResourceState> {
-        let bare = jid.to_bare();
         let mut map = self.lock();
-        let resources = map.get_mut(&bare)?;
+        let resources = map.get_mut(&BareOf(jid))?;
         let resource = jid.resource()?;
         if resources.get(resource).map(|s| s.handle.id) != Some(id) {
             return None;
         }
         let state = resources.remove(resource);
         if resources.is_empty() {
-            map.remove(&bare);
+            map.remove(&BareOf(jid));
         }
         if state.as_ref().is_some_and(|s| s.flags.carbons) {
             self.carbons.fetch_sub(1, Ordering::AcqRel);
@@ -419,27 +440,28 @@ impl SessionRegistry {
     /// The state of one full JID.
     pub fn get(&self, full: &Jid) -> Option<ResourceState> {
         let map = self.lock();
-        map.get(&full.to_bare())?.get(full.resource()?).cloned()
+        map.get(&BareOf(full))?.get(full.resource()?).cloned()
     }
 
     /// The send handle of one full JID (cheaper than [`SessionRegistry::get`]: the message
     /// path needs nothing else).
     pub fn handle(&self, full: &Jid) -> Option<SessionHandle> {
-        self.handle_of(&full.to_bare(), full.resource()?)
+        self.handle_of(full, full.resource()?)
     }
 
-    /// [`SessionRegistry::handle`] for a caller that has the bare JID already (the router):
-    /// no bare JID is built for the look-up.
-    pub fn handle_of(&self, bare: &Jid, resource: &str) -> Option<SessionHandle> {
-        debug_assert!(bare.is_bare());
+    /// The send handle of `resource` of the account `jid` (whose own resource, if any, is
+    /// ignored).
+    pub fn handle_of(&self, jid: &Jid, resource: &str) -> Option<SessionHandle> {
         let map = self.lock();
-        map.get(bare)?.get(resource).map(|s| s.handle.clone())
+        map.get(&BareOf(jid))?
+            .get(resource)
+            .map(|s| s.handle.clone())
     }
 
     /// The full JID and module flags of every bound resource of an account.
     pub fn flags(&self, bare: &Jid) -> Vec<(Jid, SessionFlags)> {
         let map = self.lock();
-        map.get(&bare.to_bare())
+        map.get(&BareOf(bare))
             .map(|r| {
                 r.values()
                     .map(|s| (s.handle.jid.clone(), s.flags))
@@ -451,7 +473,7 @@ impl SessionRegistry {
     /// Every bound resource of an account.
     pub fn resources(&self, bare: &Jid) -> Vec<ResourceState> {
         let map = self.lock();
-        map.get(&bare.to_bare())
+        map.get(&BareOf(bare))
             .map(|r| r.values().cloned().collect())
             .unwrap_or_default()
     }
@@ -464,12 +486,7 @@ impl SessionRegistry {
             return Vec::new();
         }
         let map = self.lock();
-        let resources = if bare.is_bare() {
-            map.get(bare)
-        } else {
-            map.get(&bare.to_bare())
-        };
-        let Some(resources) = resources else {
+        let Some(resources) = map.get(&BareOf(bare)) else {
             return Vec::new();
         };
         resources
@@ -483,7 +500,7 @@ impl SessionRegistry {
     /// session is gone.
     pub fn update<T>(&self, full: &Jid, f: impl FnOnce(&mut ResourceState) -> T) -> Option<T> {
         let mut map = self.lock();
-        let state = map.get_mut(&full.to_bare())?.get_mut(full.resource()?)?;
+        let state = map.get_mut(&BareOf(full))?.get_mut(full.resource()?)?;
         let had_carbons = state.flags.carbons;
         let out = f(state);
         match (had_carbons, state.flags.carbons) {

@@ -26,12 +26,15 @@ mod throttle;
 pub use throttle::AuthThrottle;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::future::Future as _;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -197,8 +200,9 @@ pub async fn serve(
 pub struct Live {
     handle: SessionHandle,
     rx: OutboundRx,
-    /// Stream management, once the client enabled it.
-    sm: Option<SmSession>,
+    /// Stream management, once the client enabled it (boxed: most sessions never do, and
+    /// this lives in every session's task).
+    sm: Option<Box<SmSession>>,
     csi: csi::CsiState,
 }
 
@@ -218,6 +222,44 @@ pub type SmSessions = sm::SmRegistry<Box<Live>>;
 struct SmSession {
     state: sm::SmState,
     resume: Option<Resumable>,
+    /// Fires at [`sm::SmState::next_deadline`] (ack request or ack timeout); armed before
+    /// each wait by [`SmSession::arm_timer`].
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    timer_armed: bool,
+}
+
+impl SmSession {
+    fn new(resume: Option<Resumable>) -> SmSession {
+        SmSession {
+            state: sm::SmState::new(),
+            resume,
+            timer: None,
+            timer_armed: false,
+        }
+    }
+
+    /// Point the timer at the next deadline, if there is one.
+    fn arm_timer(&mut self) {
+        let Some(deadline) = self.state.next_deadline() else {
+            self.timer_armed = false;
+            return;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        match self.timer.as_mut() {
+            Some(t) if t.deadline() == deadline => {}
+            Some(t) => t.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        self.timer_armed = true;
+    }
+
+    fn timer_if_armed(&mut self) -> Option<Pin<&mut tokio::time::Sleep>> {
+        if self.timer_armed {
+            self.timer.as_mut().map(|t| t.as_mut())
+        } else {
+            None
+        }
+    }
 }
 
 struct Resumable {
@@ -251,13 +293,31 @@ impl Live {
 }
 
 /// The next takeover request of a resumable session; never resolves for another one.
-async fn next_takeover(sm: &mut Option<SmSession>) -> sm::Takeover<Box<Live>> {
-    if let Some(r) = sm.as_mut().and_then(|s| s.resume.as_mut()) {
-        if let Some(t) = r.takeover.recv().await {
-            return t;
-        }
+async fn next_takeover(sm: &mut Option<Box<SmSession>>) -> sm::Takeover<Box<Live>> {
+    std::future::poll_fn(|cx| poll_takeover(sm, cx)).await
+}
+
+/// Poll for a takeover request (see [`next_takeover`]).
+fn poll_takeover(
+    sm: &mut Option<Box<SmSession>>,
+    cx: &mut Context<'_>,
+) -> Poll<sm::Takeover<Box<Live>>> {
+    match sm.as_mut().and_then(|s| s.resume.as_mut()) {
+        Some(r) => match r.takeover.poll_recv(cx) {
+            Poll::Ready(Some(t)) => Poll::Ready(t),
+            // Every sender gone: no takeover can come any more.
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        },
+        None => Poll::Pending,
     }
-    std::future::pending().await
+}
+
+/// What woke the session loop ([`Connection::poll_event`]).
+enum Event {
+    Takeover(sm::Takeover<Box<Live>>),
+    SmTimer,
+    Outbound(Option<Outbound>),
+    Read(Result<(), End>),
 }
 
 /// What woke a hibernating session.
@@ -360,18 +420,32 @@ struct Connection {
     conn: Conn,
     parser: StreamParser,
     peer: SocketAddr,
+    /// Our stream header was written or queued in `out`.
     header_sent: bool,
     /// The hosted domain this stream is for (from the header's `to`).
     domain: String,
     /// Allocated on the first plain read, released at STARTTLS.
     read_buf: Vec<u8>,
     cb: ChannelBindings,
-    /// Output of the session loop waiting to be written (stanzas and nonzas, in order).
+    /// Output waiting to be written, in order: our stream header until the features follow
+    /// it, then the session loop's stanzas and nonzas between flushes.
     out: String,
 }
 
 impl Connection {
+    /// Write `data` after whatever [`Connection::out`] holds, in one write (a stream header
+    /// waits there for the features that follow it: one TLS record and one system call
+    /// instead of two, three times per login).
     async fn write(&mut self, data: &str) -> Result<(), End> {
+        if self.out.is_empty() {
+            return self.write_now(data).await;
+        }
+        let mut all = std::mem::take(&mut self.out);
+        all.push_str(data);
+        self.write_now(&all).await
+    }
+
+    async fn write_now(&mut self, data: &str) -> Result<(), End> {
         self.conn
             .write_all(data.as_bytes())
             .await
@@ -428,8 +502,9 @@ impl Connection {
             self.state.config.default_domain().to_string()
         };
         let id = random_id();
-        let out = xml::stream_header(ns::CLIENT, Some(&self.domain), None, Some(&id), &[]);
-        self.write(&out).await?;
+        // Written with what follows it (the features, or a stream error).
+        let ours = xml::stream_header(ns::CLIENT, Some(&self.domain), None, Some(&id), &[]);
+        self.out.push_str(&ours);
         self.header_sent = true;
         if header.default_ns != ns::CLIENT {
             return Err(End::Stream(
@@ -621,6 +696,8 @@ impl Connection {
     /// Replace the plain stream by TLS. The parser is reset first: bytes the client sent
     /// after `<starttls/>` and before the handshake are never parsed.
     async fn upgrade_tls(&mut self, direct: bool) -> std::io::Result<()> {
+        // `<proceed/>` went out with everything queued before it.
+        debug_assert!(self.out.is_empty());
         self.parser.reset();
         self.read_buf = Vec::new();
         let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Upgrading) else {
@@ -856,7 +933,7 @@ impl Connection {
         }
         // Not kept for the next burst: an idle session holds no output buffer.
         let data = std::mem::take(&mut self.out);
-        self.write(&data).await
+        self.write_now(&data).await
     }
 
     /// Handle an element after authentication and before binding.
@@ -949,24 +1026,30 @@ impl Connection {
     }
 
     /// The established session: stanzas in, queued stanzas out, until something ends it.
+    ///
+    /// The loop waits in [`Connection::poll_event`], a plain poll over its event sources, so a
+    /// waiting session holds no sub-futures (a `select!` would keep one per branch alive in
+    /// this task for the whole life of the session).
     async fn session_loop(&mut self, live: &mut Live) -> End {
-        let shutdown = self.state.shutdown.clone();
+        let mut reads_first = false;
         loop {
-            let sm_deadline = live
-                .sm
-                .as_ref()
-                .and_then(|s| s.state.next_deadline())
-                .map(tokio::time::Instant::from_std);
-            let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    return End::Stream(StreamError::SystemShutdown, None);
-                }
-                t = next_takeover(&mut live.sm) => {
+            // `Server::shutdown` cancels first and then closes every bound session through
+            // its queue; a session bound after that sees the cancellation here.
+            if self.state.shutdown.is_cancelled() {
+                return End::Stream(StreamError::SystemShutdown, None);
+            }
+            if let Some(sm) = live.sm.as_mut() {
+                sm.arm_timer();
+            }
+            // Neither side can starve the other under load: they take turns going first.
+            reads_first = !reads_first;
+            let event = std::future::poll_fn(|cx| self.poll_event(live, cx, reads_first)).await;
+            match event {
+                Event::Takeover(t) => {
                     let _ = self.flush_out().await;
                     return End::TakenOver(t.reply);
                 }
-                _ = tokio::time::sleep_until(sm_deadline.unwrap_or(far)), if sm_deadline.is_some() => {
+                Event::SmTimer => {
                     if let Some(e) = self.sm_timer(live) {
                         return e;
                     }
@@ -974,7 +1057,7 @@ impl Connection {
                         return e;
                     }
                 }
-                msg = live.rx.recv() => {
+                Event::Outbound(msg) => {
                     let mut msg = msg;
                     let mut n = 0;
                     while let Some(m) = msg.take() {
@@ -987,9 +1070,7 @@ impl Connection {
                             }
                             // Written straight from the shared bytes unless SM must keep it
                             // for resending or CSI may hold it back.
-                            Outbound::Shared(s)
-                                if live.sm.is_none() && !live.csi.is_inactive() =>
-                            {
+                            Outbound::Shared(s) if live.sm.is_none() && !live.csi.is_inactive() => {
                                 s.write_to(&mut self.out, &live.handle.jid)
                             }
                             Outbound::Shared(s) => {
@@ -1018,7 +1099,7 @@ impl Connection {
                         return e;
                     }
                 }
-                r = read_into_parser(&mut self.conn, &mut self.read_buf, &mut self.parser) => {
+                Event::Read(r) => {
                     if let Err(e) = r {
                         return e;
                     }
@@ -1036,7 +1117,10 @@ impl Connection {
                                 return End::PeerClosed;
                             }
                             Ok(Some(StreamEvent::Open(_))) => {
-                                return End::Stream(StreamError::InvalidXml, Some("unexpected stream restart".into()));
+                                return End::Stream(
+                                    StreamError::InvalidXml,
+                                    Some("unexpected stream restart".into()),
+                                );
                             }
                             Err(e) => return e.into(),
                         }
@@ -1047,6 +1131,44 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// The next thing the session loop must act on. A takeover (XEP-0198 resumption
+    /// elsewhere) and the stream management timer come first; the outbound queue and the
+    /// socket follow in the order `reads_first` says. Read bytes are fed to the parser in the
+    /// same poll, so nothing is lost if this is not polled again.
+    fn poll_event(
+        &mut self,
+        live: &mut Live,
+        cx: &mut Context<'_>,
+        reads_first: bool,
+    ) -> Poll<Event> {
+        if let Poll::Ready(t) = poll_takeover(&mut live.sm, cx) {
+            return Poll::Ready(Event::Takeover(t));
+        }
+        if let Some(timer) = live.sm.as_mut().and_then(|s| s.timer_if_armed()) {
+            if timer.poll(cx).is_ready() {
+                return Poll::Ready(Event::SmTimer);
+            }
+        }
+        if reads_first {
+            if let Poll::Ready(r) = self.poll_read(cx) {
+                return Poll::Ready(Event::Read(r));
+            }
+        }
+        if let Poll::Ready(m) = live.rx.poll_recv(cx) {
+            return Poll::Ready(Event::Outbound(m));
+        }
+        if !reads_first {
+            if let Poll::Ready(r) = self.poll_read(cx) {
+                return Poll::Ready(Event::Read(r));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
+        poll_read_into_parser(&mut self.conn, &mut self.read_buf, &mut self.parser, cx)
     }
 
     /// After stanzas were queued for writing: ask for an ack when due; a client that never
@@ -1157,10 +1279,7 @@ impl Connection {
             (format!("<enabled xmlns='{}'/>", sm::NS), None)
         };
         tracing::debug!(jid = %live.handle.jid, resumable = resume.is_some(), "stream management enabled");
-        live.sm = Some(SmSession {
-            state: sm::SmState::new(),
-            resume,
-        });
+        live.sm = Some(Box::new(SmSession::new(resume)));
         answer
     }
 
@@ -1307,34 +1426,55 @@ impl Connection {
     }
 }
 
-/// Read what the peer sent and feed it to the parser. Over TLS the parser reads rustls's
-/// plaintext buffer in place, so a connection waiting for data holds no read buffer of its
-/// own (most sessions are idle most of the time); a plain connection reads through `buf`.
-/// Cancellation-safe: bytes are consumed in the same poll that feeds them.
+/// Read what the peer sent and feed it to the parser (see [`poll_read_into_parser`]).
 async fn read_into_parser(
     conn: &mut Conn,
     buf: &mut Vec<u8>,
     parser: &mut StreamParser,
 ) -> Result<(), End> {
-    use tokio::io::AsyncBufReadExt;
+    std::future::poll_fn(|cx| poll_read_into_parser(conn, buf, parser, cx)).await
+}
+
+/// Read what the peer sent and feed it to the parser. Over TLS the parser reads rustls's
+/// plaintext buffer in place, so a connection waiting for data holds no read buffer of its
+/// own (most sessions are idle most of the time); a plain connection reads through `buf`.
+/// Bytes are consumed in the same poll that feeds them, so dropping the wait loses nothing.
+fn poll_read_into_parser(
+    conn: &mut Conn,
+    buf: &mut Vec<u8>,
+    parser: &mut StreamParser,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), End>> {
+    use tokio::io::{AsyncBufRead, AsyncRead};
     if let Conn::Tls(tls) = conn {
-        let data = tls.fill_buf().await.map_err(|_| End::Io)?;
+        let mut tls = Pin::new(&mut **tls);
+        let data = match tls.as_mut().poll_fill_buf(cx) {
+            Poll::Ready(Ok(data)) => data,
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(End::Io)),
+            Poll::Pending => return Poll::Pending,
+        };
         let n = data.len();
         if n == 0 {
-            return Err(End::Io);
+            return Poll::Ready(Err(End::Io));
         }
         let fed = parser.feed(data);
         tls.consume(n);
-        return fed.map_err(End::from);
+        return Poll::Ready(fed.map_err(End::from));
     }
     if buf.is_empty() {
         buf.resize(READ_CHUNK, 0);
     }
-    let n = conn.read(buf).await.map_err(|_| End::Io)?;
-    if n == 0 {
-        return Err(End::Io);
+    let mut read = tokio::io::ReadBuf::new(buf);
+    match Pin::new(conn).poll_read(cx, &mut read) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(_)) => return Poll::Ready(Err(End::Io)),
+        Poll::Pending => return Poll::Pending,
     }
-    parser.feed(&buf[..n]).map_err(End::from)
+    let n = read.filled().len();
+    if n == 0 {
+        return Poll::Ready(Err(End::Io));
+    }
+    Poll::Ready(parser.feed(&buf[..n]).map_err(End::from))
 }
 
 /// Re-route what a closed session never wrote (see [`reroute`]).

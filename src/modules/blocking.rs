@@ -25,10 +25,9 @@
 //!   `domain/resource` exactly; `domain` the domain and everything at it. Stanzas from the
 //!   account itself or from a hosted domain (the server) are never blocked.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::jid::Jid;
+use crate::jid::{BareMap, BareOf, Jid};
 use crate::modules::services::storage_failed;
 use crate::modules::{
     Direction, Flow, HookPoint, IqRequest, IqResult, Module, ModuleContext, ModuleEvent,
@@ -47,7 +46,7 @@ pub const MAX_ITEMS: usize = 10_000;
 #[derive(Default)]
 pub struct BlockingModule {
     /// By bare JID (a `Jid` key: the per-stanza lookup builds no string).
-    cache: Mutex<HashMap<Jid, Arc<Vec<Jid>>>>,
+    cache: Mutex<BareMap<Arc<Vec<Jid>>>>,
 }
 
 /// Whether `item` (a blocklist entry) covers `sender` (XEP-0191 §5).
@@ -66,10 +65,10 @@ pub fn matches(item: &Jid, sender: &Jid) -> bool {
 impl BlockingModule {
     /// The account's blocklist (cached). Accounts of domains we do not host have none.
     fn list(&self, ctx: &ModuleContext, account: &Jid) -> Result<Arc<Vec<Jid>>, StanzaError> {
-        let account = account.as_bare();
-        if let Some(l) = self.lock().get(account.as_ref()) {
+        if let Some(l) = self.lock().get(&BareOf(account)) {
             return Ok(l.clone());
         }
+        let account = account.as_bare();
         if account.node().is_none() || !ctx.config.hosts(account.domain()) {
             return Ok(Arc::new(Vec::new()));
         }
@@ -88,7 +87,7 @@ impl BlockingModule {
         Ok(list)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Jid, Arc<Vec<Jid>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BareMap<Arc<Vec<Jid>>>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 

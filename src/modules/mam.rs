@@ -37,14 +37,13 @@
 //! Archive ids are time-ordered, unique per account and never change; the same id is the
 //! MAM result id and the `stanza-id` the recipient saw.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ArchiveDefault, Config};
-use crate::jid::Jid;
+use crate::jid::{BareMap, BareOf, Jid};
 use crate::modules::services::{load_stored, storage_failed};
 use crate::modules::{
     Direction, Flow, HookPoint, IqRequest, IqResult, Module, ModuleContext, ModuleEvent,
@@ -94,7 +93,7 @@ pub struct MamModule {
     /// Reads from storage and writes to it happen under this lock, so a concurrent change
     /// of preferences cannot be overwritten in the cache by an older read.
     /// Keyed by `Jid`: the per-message lookup builds no string.
-    prefs_cache: Mutex<HashMap<Jid, Option<Arc<Prefs>>>>,
+    prefs_cache: Mutex<BareMap<Option<Arc<Prefs>>>>,
 }
 
 impl MamModule {
@@ -106,7 +105,7 @@ impl MamModule {
                 always: Vec::new(),
                 never: Vec::new(),
             }),
-            prefs_cache: Mutex::new(HashMap::new()),
+            prefs_cache: Mutex::new(BareMap::new()),
             retention: (config.mam.retention_days > 0)
                 .then(|| Duration::from_secs(u64::from(config.mam.retention_days) * 86_400)),
             last_purge: Mutex::new(None),
@@ -181,20 +180,19 @@ pub fn should_archive(stanza: &Stanza) -> bool {
 }
 
 impl MamModule {
-    fn cache(&self) -> MutexGuard<'_, HashMap<Jid, Option<Arc<Prefs>>>> {
+    fn cache(&self) -> MutexGuard<'_, BareMap<Option<Arc<Prefs>>>> {
         self.prefs_cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The account's preferences: cached, else read from storage (and cached). A storage or
     /// decoding failure is not cached.
     fn prefs(&self, ctx: &ModuleContext, account: &Jid) -> Result<Arc<Prefs>, StanzaError> {
-        let account = account.as_bare();
         let mut cache = self.cache();
-        let stored = match cache.get(account.as_ref()) {
+        let stored = match cache.get(&BareOf(account)) {
             Some(cached) => cached.clone(),
             None => {
                 let stored = Self::read_prefs(ctx, &account.bare_string())?;
-                cache.insert(account.into_owned(), stored.clone());
+                cache.insert(account.to_bare(), stored.clone());
                 stored
             }
         };

@@ -13,7 +13,7 @@
 
 mod lex;
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 pub use lex::MAX_ATTRIBUTES;
 
@@ -137,35 +137,60 @@ const CDATA_OPEN: &[u8] = b"<![CDATA[";
 const DECL_OPEN: &[u8] = b"<?xml";
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// In-scope namespace bindings: prefix (`""` for the default namespace) to a stack of URIs,
-/// plus an undo log so leaving an element pops exactly what it declared. Lookups are O(1)
-/// whatever the nesting.
+/// Most namespace bindings in scope at once. Lookups search the bindings from the innermost
+/// outwards, so this bounds their cost; real documents have a handful (a stream root has two).
+pub const MAX_NAMESPACE_BINDINGS: usize = 128;
+
+/// Names and URIs that nearly every stream declares, kept without an allocation of their own:
+/// every connection holds its stream root's bindings for as long as it lives.
+const WELL_KNOWN: &[&str] = &[
+    "",
+    "stream",
+    "jabber:client",
+    "jabber:server",
+    "jabber:component:accept",
+    "jabber:server:dialback",
+    "db",
+    "http://etherx.jabber.org/streams",
+];
+
+fn ns_text(text: &str) -> Cow<'static, str> {
+    match WELL_KNOWN.iter().find(|k| **k == text) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(text.to_string()),
+    }
+}
+
+/// In-scope namespace bindings, innermost last: (prefix (`""` for the default namespace),
+/// URI). Leaving an element truncates back to the mark taken when it started, which pops
+/// exactly what it declared. At most [`MAX_NAMESPACE_BINDINGS`], so a lookup (a search from
+/// the innermost binding) stays cheap whatever the input.
 #[derive(Debug, Default)]
 struct Namespaces {
-    map: HashMap<String, Vec<String>>,
-    log: Vec<String>,
+    scope: Vec<(Cow<'static, str>, Cow<'static, str>)>,
 }
 
 impl Namespaces {
     fn mark(&self) -> usize {
-        self.log.len()
+        self.scope.len()
     }
 
-    fn declare(&mut self, prefix: &str, uri: String) {
-        self.map.entry(prefix.to_string()).or_default().push(uri);
-        self.log.push(prefix.to_string());
+    fn declare(&mut self, prefix: &str, uri: &str) -> Result<(), XmlError> {
+        if self.scope.len() >= MAX_NAMESPACE_BINDINGS {
+            return Err(XmlError::PolicyViolation(format!(
+                "more than {MAX_NAMESPACE_BINDINGS} namespace declarations in scope"
+            )));
+        }
+        self.scope.push((ns_text(prefix), ns_text(uri)));
+        Ok(())
     }
 
     fn pop_to(&mut self, mark: usize) {
-        while self.log.len() > mark {
-            if let Some(prefix) = self.log.pop() {
-                if let Some(stack) = self.map.get_mut(&prefix) {
-                    stack.pop();
-                    if stack.is_empty() {
-                        self.map.remove(&prefix);
-                    }
-                }
-            }
+        self.scope.truncate(mark);
+        // A stanza that declared many namespaces does not leave its room behind for the
+        // rest of the stream (the usual few are kept: no reallocation per stanza).
+        if self.scope.capacity() > 16 && self.scope.len() <= 4 {
+            self.scope.shrink_to(4);
         }
     }
 
@@ -174,16 +199,15 @@ impl Namespaces {
         if prefix == "xml" {
             return Some(XML_NS);
         }
-        match self.map.get(prefix).and_then(|s| s.last()) {
-            Some(uri) => Some(uri),
+        match self.scope.iter().rev().find(|(p, _)| p == prefix) {
+            Some((_, uri)) => Some(uri),
             None if prefix.is_empty() => Some(""),
             None => None,
         }
     }
 
     fn clear(&mut self) {
-        self.map.clear();
-        self.log.clear();
+        self.scope = Vec::new();
     }
 }
 
@@ -225,7 +249,7 @@ fn build_element(
         if !prefix.is_empty() && uri.is_empty() {
             return Err(not_well_formed("a namespace prefix cannot be undeclared"));
         }
-        nss.declare(prefix, uri);
+        nss.declare(prefix, &uri)?;
     }
 
     let (prefix, local) = lex::split_qname(tag.name)?;
@@ -295,9 +319,9 @@ pub struct StreamParser {
     /// Bytes consumed for the stanza being built.
     stanza_bytes: usize,
     /// Default namespace of the stream.
-    stream_ns: String,
+    stream_ns: Cow<'static, str>,
     /// Qualified name of the stream root, to match `</stream:stream>`.
-    root_qname: String,
+    root_qname: Cow<'static, str>,
     nss: Namespaces,
     stack: Vec<Open>,
     pending: Option<StreamEvent>,
@@ -320,8 +344,8 @@ impl StreamParser {
             at_start: true,
             prolog_bytes: 0,
             stanza_bytes: 0,
-            stream_ns: String::new(),
-            root_qname: String::new(),
+            stream_ns: Cow::Borrowed(""),
+            root_qname: Cow::Borrowed(""),
             nss: Namespaces::default(),
             stack: Vec::new(),
             pending: None,
@@ -782,8 +806,11 @@ impl StreamParser {
             lang: attr("xml:lang"),
             prefixes,
         };
-        self.stream_ns = default_ns;
-        self.root_qname = tag.name.to_string();
+        self.stream_ns = ns_text(&default_ns);
+        self.root_qname = match tag.name {
+            "stream:stream" => Cow::Borrowed("stream:stream"),
+            other => Cow::Owned(other.to_string()),
+        };
         if empty {
             self.phase = Phase::Epilog;
             self.pending = Some(StreamEvent::Close);
@@ -1666,6 +1693,43 @@ mod tests {
             Err(XmlError::PolicyViolation(
                 "elements nested deeper than 4".into()
             ))
+        );
+    }
+
+    #[test]
+    fn namespace_bindings_in_scope_are_bounded_and_popped() {
+        // The c2s root binds two (the default namespace and `stream`).
+        let declaring = |n: usize| {
+            let decls: String = (0..n).map(|i| format!(" xmlns:p{i}='urn:p{i}'")).collect();
+            format!(
+                "<message{decls}><p{last}:x/></message>",
+                last = n.saturating_sub(1)
+            )
+        };
+        let room = MAX_NAMESPACE_BINDINGS - 2;
+        let el = only_element(&format!("{C2S}{}", declaring(room)));
+        let last = format!("urn:p{}", room - 1);
+        assert!(el.child("x", &last).is_some(), "{el:?}");
+        assert_eq!(
+            stanza_error(&declaring(room + 1)),
+            XmlError::PolicyViolation(format!(
+                "more than {MAX_NAMESPACE_BINDINGS} namespace declarations in scope"
+            ))
+        );
+        // Siblings' declarations leave scope with them: many in one stanza are fine.
+        let siblings: String = (0..3 * MAX_NAMESPACE_BINDINGS)
+            .map(|i| format!("<c xmlns='urn:c{i}'/>"))
+            .collect();
+        let el = only_element(&format!("{C2S}<message>{siblings}</message>"));
+        assert_eq!(el.children.len(), 3 * MAX_NAMESPACE_BINDINGS);
+        assert!(el.child("c", "urn:c300").is_some());
+        // And so do a stanza's: the next stanza sees only the root's bindings.
+        let events = parse_all(&format!(
+            "{C2S}<message xmlns:q='urn:q'><q:a/></message><message><q:a/></message>"
+        ));
+        assert!(
+            matches!(events, Err(XmlError::BadNamespacePrefix(_))),
+            "{events:?}"
         );
     }
 
