@@ -25,6 +25,7 @@ mod throttle;
 
 pub use throttle::AuthThrottle;
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,7 +34,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use rand::Rng;
-use std::future::Future as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -1031,13 +1031,14 @@ impl Connection {
     /// waiting session holds no sub-futures (a `select!` would keep one per branch alive in
     /// this task for the whole life of the session).
     async fn session_loop(&mut self, live: &mut Live) -> End {
+        // `Server::shutdown` cancels first and then closes every bound session through its
+        // queue; a session bound after that sees the cancellation here, once (the token
+        // takes a lock: not a check for every event).
+        if self.state.shutdown.is_cancelled() {
+            return End::Stream(StreamError::SystemShutdown, None);
+        }
         let mut reads_first = false;
         loop {
-            // `Server::shutdown` cancels first and then closes every bound session through
-            // its queue; a session bound after that sees the cancellation here.
-            if self.state.shutdown.is_cancelled() {
-                return End::Stream(StreamError::SystemShutdown, None);
-            }
             if let Some(sm) = live.sm.as_mut() {
                 sm.arm_timer();
             }

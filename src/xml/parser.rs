@@ -146,19 +146,16 @@ pub const MAX_NAMESPACE_BINDINGS: usize = 128;
 const WELL_KNOWN: &[&str] = &[
     "",
     "stream",
-    "jabber:client",
-    "jabber:server",
-    "jabber:component:accept",
-    "jabber:server:dialback",
     "db",
-    "http://etherx.jabber.org/streams",
+    ns::CLIENT,
+    ns::SERVER,
+    ns::STREAM,
+    COMPONENT_ACCEPT,
+    crate::s2s::dialback::NS,
 ];
 
-fn ns_text(text: &str) -> Cow<'static, str> {
-    match WELL_KNOWN.iter().find(|k| **k == text) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(text.to_string()),
-    }
+fn well_known(text: &str) -> Option<&'static str> {
+    WELL_KNOWN.iter().copied().find(|k| *k == text)
 }
 
 /// In-scope namespace bindings, innermost last: (prefix (`""` for the default namespace),
@@ -175,13 +172,16 @@ impl Namespaces {
         self.scope.len()
     }
 
-    fn declare(&mut self, prefix: &str, uri: &str) -> Result<(), XmlError> {
+    fn declare(&mut self, prefix: &str, uri: String) -> Result<(), XmlError> {
         if self.scope.len() >= MAX_NAMESPACE_BINDINGS {
             return Err(XmlError::PolicyViolation(format!(
                 "more than {MAX_NAMESPACE_BINDINGS} namespace declarations in scope"
             )));
         }
-        self.scope.push((ns_text(prefix), ns_text(uri)));
+        let prefix =
+            well_known(prefix).map_or_else(|| Cow::Owned(prefix.to_string()), Cow::Borrowed);
+        let uri = well_known(&uri).map_or(Cow::Owned(uri), Cow::Borrowed);
+        self.scope.push((prefix, uri));
         Ok(())
     }
 
@@ -249,7 +249,7 @@ fn build_element(
         if !prefix.is_empty() && uri.is_empty() {
             return Err(not_well_formed("a namespace prefix cannot be undeclared"));
         }
-        nss.declare(prefix, &uri)?;
+        nss.declare(prefix, uri)?;
     }
 
     let (prefix, local) = lex::split_qname(tag.name)?;
@@ -318,8 +318,8 @@ pub struct StreamParser {
     prolog_bytes: usize,
     /// Bytes consumed for the stanza being built.
     stanza_bytes: usize,
-    /// Default namespace of the stream.
-    stream_ns: Cow<'static, str>,
+    /// Default namespace of the stream (one of the three a stream root may have).
+    stream_ns: &'static str,
     /// Qualified name of the stream root, to match `</stream:stream>`.
     root_qname: Cow<'static, str>,
     nss: Namespaces,
@@ -344,7 +344,7 @@ impl StreamParser {
             at_start: true,
             prolog_bytes: 0,
             stanza_bytes: 0,
-            stream_ns: Cow::Borrowed(""),
+            stream_ns: "",
             root_qname: Cow::Borrowed(""),
             nss: Namespaces::default(),
             stack: Vec::new(),
@@ -782,12 +782,15 @@ impl StreamParser {
             )));
         }
         let default_ns = self.nss.lookup("").unwrap_or_default().to_string();
-        if ![ns::CLIENT, ns::SERVER, COMPONENT_ACCEPT].contains(&default_ns.as_str()) {
+        let Some(stream_ns) = [ns::CLIENT, ns::SERVER, COMPONENT_ACCEPT]
+            .into_iter()
+            .find(|n| *n == default_ns)
+        else {
             return Err(XmlError::InvalidNamespace(format!(
                 "unsupported stream content namespace {:?}",
                 lex::excerpt(&default_ns)
             )));
-        }
+        };
         let root_prefix = tag.name.split_once(':').map(|(p, _)| p);
         let prefixes = tag
             .attrs
@@ -806,7 +809,7 @@ impl StreamParser {
             lang: attr("xml:lang"),
             prefixes,
         };
-        self.stream_ns = ns_text(&default_ns);
+        self.stream_ns = stream_ns;
         self.root_qname = match tag.name {
             "stream:stream" => Cow::Borrowed("stream:stream"),
             other => Cow::Owned(other.to_string()),
