@@ -31,20 +31,53 @@ impl fmt::Display for JidError {
 impl std::error::Error for JidError {}
 
 /// Any JID: a bare or full address, or a bare domain.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+///
+/// Kept as its normalised text (`node@domain/resource`) in one allocation, with the
+/// boundaries of the parts: routing parses, clones and compares JIDs for every stanza, and
+/// one allocation instead of three per JID is measurable there. The text decides equality:
+/// a node or domain cannot contain `@` or `/`, so the same text always means the same parts.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Jid {
-    node: Option<String>,
-    domain: String,
-    resource: Option<String>,
+    text: Box<str>,
+    /// Length of the node (0: no node; a node is never empty).
+    node_len: u16,
+    /// Where the domain ends: the resource, if any, starts one byte (`/`) after it.
+    domain_end: u16,
 }
 
 // Written out (not derived) because [`BareOf`] must hash a JID's bare part exactly as this
 // hashes a bare JID.
 impl Hash for Jid {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.node.hash(state);
-        self.domain.hash(state);
-        self.resource.hash(state);
+        self.bare_text().hash(state);
+        self.resource().hash(state);
+    }
+}
+
+/// Ordered by node (none first), then domain, then resource (none first).
+impl Ord for Jid {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.node(), self.domain(), self.resource()).cmp(&(
+            other.node(),
+            other.domain(),
+            other.resource(),
+        ))
+    }
+}
+
+impl PartialOrd for Jid {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for Jid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jid")
+            .field("node", &self.node())
+            .field("domain", &self.domain())
+            .field("resource", &self.resource())
+            .finish()
     }
 }
 
@@ -57,15 +90,14 @@ pub struct BareOf<'a>(pub &'a Jid);
 
 impl Hash for BareOf<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.node.hash(state);
-        self.0.domain.hash(state);
-        None::<String>.hash(state);
+        self.0.bare_text().hash(state);
+        None::<&str>.hash(state);
     }
 }
 
 impl hashbrown::Equivalent<Jid> for BareOf<'_> {
     fn equivalent(&self, key: &Jid) -> bool {
-        key.resource.is_none() && key.node == self.0.node && key.domain == self.0.domain
+        key.is_bare() && *key.text == *self.0.bare_text()
     }
 }
 
@@ -74,50 +106,83 @@ pub type BareJid = Jid;
 
 const LOCALPART_FORBIDDEN: &[char] = &['"', '&', '\'', '/', ':', '<', '>', '@'];
 
-fn normalise_node(node: &str) -> Result<String, JidError> {
-    if node.is_empty() {
-        return Err(JidError::EmptyPart);
+/// Each part's limit in bytes (RFC 7622 §3.1).
+const MAX_PART: usize = 1023;
+
+/// Append `part` case-folded: ASCII in place (the usual case, no intermediate string),
+/// Unicode lowercase otherwise.
+fn push_folded(out: &mut String, part: &str) {
+    if part.is_ascii() {
+        let start = out.len();
+        out.push_str(part);
+        out[start..].make_ascii_lowercase();
+    } else {
+        out.push_str(&part.to_lowercase());
     }
-    if node.len() > 1023 {
-        return Err(JidError::TooLong);
-    }
-    if node
-        .chars()
-        .any(|c| LOCALPART_FORBIDDEN.contains(&c) || c.is_whitespace() || c.is_control())
-    {
-        return Err(JidError::ForbiddenCharacter);
-    }
-    Ok(node.to_lowercase())
 }
 
-fn normalise_domain(domain: &str) -> Result<String, JidError> {
+/// Whether an ASCII byte is white space or a control character (`char::is_whitespace` or
+/// `char::is_control` for ASCII).
+fn is_ascii_space_or_control(b: u8) -> bool {
+    b <= b' ' || b == 0x7f
+}
+
+/// Check every character of a part: bytes one by one when it is ASCII (nearly always),
+/// characters otherwise.
+fn check_chars(
+    part: &str,
+    ascii_forbidden: impl Fn(u8) -> bool,
+    forbidden: impl Fn(char) -> bool,
+) -> Result<(), JidError> {
+    let bad = if part.is_ascii() {
+        part.bytes().any(ascii_forbidden)
+    } else {
+        part.chars().any(forbidden)
+    };
+    if bad {
+        Err(JidError::ForbiddenCharacter)
+    } else {
+        Ok(())
+    }
+}
+
+fn check_length(part: &str) -> Result<(), JidError> {
+    if part.is_empty() {
+        return Err(JidError::EmptyPart);
+    }
+    if part.len() > MAX_PART {
+        return Err(JidError::TooLong);
+    }
+    Ok(())
+}
+
+fn check_node(node: &str) -> Result<(), JidError> {
+    check_length(node)?;
+    check_chars(
+        node,
+        |b| is_ascii_space_or_control(b) || LOCALPART_FORBIDDEN.contains(&char::from(b)),
+        |c| LOCALPART_FORBIDDEN.contains(&c) || c.is_whitespace() || c.is_control(),
+    )
+}
+
+/// Characters refused in a domain besides white space and controls.
+const DOMAIN_FORBIDDEN: &[char] = &['@', '/', '\\', '<', '>', '&', '\'', '"'];
+
+/// The domain without its trailing dot, checked.
+fn check_domain(domain: &str) -> Result<&str, JidError> {
     let domain = domain.strip_suffix('.').unwrap_or(domain);
-    if domain.is_empty() {
-        return Err(JidError::EmptyPart);
-    }
-    if domain.len() > 1023 {
-        return Err(JidError::TooLong);
-    }
-    if domain
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || "@/\\<>&'\"".contains(c))
-    {
-        return Err(JidError::ForbiddenCharacter);
-    }
-    Ok(domain.to_lowercase())
+    check_length(domain)?;
+    check_chars(
+        domain,
+        |b| is_ascii_space_or_control(b) || DOMAIN_FORBIDDEN.contains(&char::from(b)),
+        |c| c.is_whitespace() || c.is_control() || DOMAIN_FORBIDDEN.contains(&c),
+    )?;
+    Ok(domain)
 }
 
-fn check_resource(resource: &str) -> Result<String, JidError> {
-    if resource.is_empty() {
-        return Err(JidError::EmptyPart);
-    }
-    if resource.len() > 1023 {
-        return Err(JidError::TooLong);
-    }
-    if resource.chars().any(|c| c.is_control()) {
-        return Err(JidError::ForbiddenCharacter);
-    }
-    Ok(resource.to_string())
+fn check_resource(resource: &str) -> Result<(), JidError> {
+    check_length(resource)?;
+    check_chars(resource, |b| b < b' ' || b == 0x7f, |c| c.is_control())
 }
 
 impl Jid {
@@ -134,23 +199,44 @@ impl Jid {
             Some(i) => (Some(&bare[..i]), &bare[i + 1..]),
             None => (None, bare),
         };
-        Ok(Jid {
-            node: node.map(normalise_node).transpose()?,
-            domain: normalise_domain(domain)?,
-            resource: resource.map(check_resource).transpose()?,
-        })
+        Self::from_parts(node, domain, resource)
     }
 
-    /// Build from parts, validating each.
+    /// Build from parts, validating and normalising each.
     pub fn from_parts(
         node: Option<&str>,
         domain: &str,
         resource: Option<&str>,
     ) -> Result<Jid, JidError> {
+        if let Some(node) = node {
+            check_node(node)?;
+        }
+        let domain = check_domain(domain)?;
+        if let Some(resource) = resource {
+            check_resource(resource)?;
+        }
+        let mut text = String::with_capacity(
+            node.map_or(0, |n| n.len() + 1) + domain.len() + resource.map_or(0, |r| r.len() + 1),
+        );
+        if let Some(node) = node {
+            push_folded(&mut text, node);
+        }
+        // Unicode case folding can lengthen a part; the text stays far below u16::MAX
+        // (three parts of at most 1023 bytes, each at most tripled).
+        let node_len = u16::try_from(text.len()).map_err(|_| JidError::TooLong)?;
+        if node.is_some() {
+            text.push('@');
+        }
+        push_folded(&mut text, domain);
+        let domain_end = u16::try_from(text.len()).map_err(|_| JidError::TooLong)?;
+        if let Some(resource) = resource {
+            text.push('/');
+            text.push_str(resource);
+        }
         Ok(Jid {
-            node: node.map(normalise_node).transpose()?,
-            domain: normalise_domain(domain)?,
-            resource: resource.map(check_resource).transpose()?,
+            text: text.into_boxed_str(),
+            node_len,
+            domain_end,
         })
     }
 
@@ -160,74 +246,77 @@ impl Jid {
     }
 
     pub fn node(&self) -> Option<&str> {
-        self.node.as_deref()
+        match self.node_len {
+            0 => None,
+            n => Some(&self.text[..usize::from(n)]),
+        }
+    }
+
+    fn domain_start(&self) -> usize {
+        match self.node_len {
+            0 => 0,
+            n => usize::from(n) + 1,
+        }
     }
 
     pub fn domain(&self) -> &str {
-        &self.domain
+        &self.text[self.domain_start()..usize::from(self.domain_end)]
     }
 
     pub fn resource(&self) -> Option<&str> {
-        self.resource.as_deref()
+        self.text.get(usize::from(self.domain_end) + 1..)
     }
 
     pub fn is_bare(&self) -> bool {
-        self.resource.is_none()
+        usize::from(self.domain_end) == self.text.len()
     }
 
     pub fn is_full(&self) -> bool {
-        self.resource.is_some()
+        !self.is_bare()
+    }
+
+    /// `node@domain` or `domain`: the text without the resource.
+    fn bare_text(&self) -> &str {
+        &self.text[..usize::from(self.domain_end)]
     }
 
     /// `node@domain` (or `domain`), dropping the resource.
     pub fn to_bare(&self) -> Jid {
         Jid {
-            node: self.node.clone(),
-            domain: self.domain.clone(),
-            resource: None,
+            text: self.bare_text().into(),
+            node_len: self.node_len,
+            domain_end: self.domain_end,
         }
     }
 
     /// The same bare JID with this resource.
     pub fn with_resource(&self, resource: &str) -> Result<Jid, JidError> {
+        check_resource(resource)?;
+        let bare = self.bare_text();
+        let mut text = String::with_capacity(bare.len() + 1 + resource.len());
+        text.push_str(bare);
+        text.push('/');
+        text.push_str(resource);
         Ok(Jid {
-            node: self.node.clone(),
-            domain: self.domain.clone(),
-            resource: Some(check_resource(resource)?),
+            text: text.into_boxed_str(),
+            node_len: self.node_len,
+            domain_end: self.domain_end,
         })
     }
 
     /// The bare part as a string.
     pub fn bare_string(&self) -> String {
-        match &self.node {
-            Some(n) => {
-                let mut s = String::with_capacity(n.len() + 1 + self.domain.len());
-                s.push_str(n);
-                s.push('@');
-                s.push_str(&self.domain);
-                s
-            }
-            None => self.domain.clone(),
-        }
+        self.bare_text().to_string()
     }
 
-    /// The whole JID as a string (what `to_string` gives, built without the formatter: this
-    /// is done for every stanza a client sends).
+    /// The whole JID as a string (what `to_string` gives, without the formatter).
     pub fn to_text(&self) -> String {
-        let len = self.node.as_ref().map_or(0, |n| n.len() + 1)
-            + self.domain.len()
-            + self.resource.as_ref().map_or(0, |r| r.len() + 1);
-        let mut s = String::with_capacity(len);
-        if let Some(n) = &self.node {
-            s.push_str(n);
-            s.push('@');
-        }
-        s.push_str(&self.domain);
-        if let Some(r) = &self.resource {
-            s.push('/');
-            s.push_str(r);
-        }
-        s
+        self.text.to_string()
+    }
+
+    /// The whole JID as text, borrowed.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// This JID without its resource, borrowed when it has none.
@@ -239,35 +328,21 @@ impl Jid {
         }
     }
 
-    /// Whether `text` is exactly this JID's bare part as [`Jid::bare_string`] writes it
-    /// (compared without building it).
+    /// Whether `text` is exactly this JID's bare part as [`Jid::bare_string`] writes it.
     pub fn is_bare_text(&self, text: &str) -> bool {
-        match &self.node {
-            Some(node) => text
-                .strip_prefix(node.as_str())
-                .and_then(|rest| rest.strip_prefix('@'))
-                .is_some_and(|d| d == self.domain),
-            None => text == self.domain,
-        }
+        text == self.bare_text()
     }
 
     /// Whether both JIDs have the same bare part (`to_bare() == other.to_bare()`, without
     /// building either).
     pub fn same_bare(&self, other: &Jid) -> bool {
-        self.node == other.node && self.domain == other.domain
+        self.bare_text() == other.bare_text()
     }
 }
 
 impl fmt::Display for Jid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(n) = &self.node {
-            write!(f, "{n}@")?;
-        }
-        f.write_str(&self.domain)?;
-        if let Some(r) = &self.resource {
-            write!(f, "/{r}")?;
-        }
-        Ok(())
+        f.write_str(&self.text)
     }
 }
 
@@ -360,6 +435,53 @@ mod tests {
         assert_eq!(Jid::parse("a b@c"), Err(JidError::ForbiddenCharacter));
         assert_eq!(Jid::parse("a'b@c"), Err(JidError::ForbiddenCharacter));
         assert_eq!(Jid::parse(&"x".repeat(1024)), Err(JidError::TooLong));
+        // The byte-wise (ASCII) and character-wise checks refuse the same characters.
+        for bad in [
+            "a\u{7f}@b",
+            "a\tb@c",
+            "a:b@c",
+            "a@b\\c",
+            "a@b\"c",
+            "a@b/x\u{1}",
+        ] {
+            assert_eq!(
+                Jid::parse(bad),
+                Err(JidError::ForbiddenCharacter),
+                "{bad:?}"
+            );
+            let unicode = format!("é{bad}");
+            assert_eq!(
+                Jid::parse(&unicode),
+                Err(JidError::ForbiddenCharacter),
+                "{unicode:?}"
+            );
+        }
+        assert!(Jid::parse("é@b/x\u{85}y").is_err());
+        assert!(Jid::parse("a@b/x y:z@w").is_ok());
+    }
+
+    #[test]
+    fn parts_survive_case_folding_that_changes_lengths() {
+        // 'İ' (2 bytes) folds to "i̇" (3 bytes): the part boundaries follow the folded text.
+        let j = Jid::parse("İx@ÉXAMPLE.org/Res").unwrap();
+        assert_eq!(j.node(), Some("i\u{307}x"));
+        assert_eq!(j.domain(), "éxample.org");
+        assert_eq!(j.resource(), Some("Res"));
+        assert_eq!(j.to_bare().to_string(), "i\u{307}x@éxample.org");
+        let r = j.to_bare().with_resource("other").unwrap();
+        assert_eq!(r.resource(), Some("other"));
+        assert!(r.same_bare(&j));
+    }
+
+    #[test]
+    fn ordered_by_node_then_domain_then_resource() {
+        let mut v: Vec<Jid> = ["b@a", "a", "a@b/r", "a@b", "a/r", "c"]
+            .iter()
+            .map(|s| Jid::parse(s).unwrap())
+            .collect();
+        v.sort();
+        let texts: Vec<String> = v.iter().map(|j| j.to_string()).collect();
+        assert_eq!(texts, ["a", "a/r", "c", "a@b", "a@b/r", "b@a"]);
     }
 
     #[test]

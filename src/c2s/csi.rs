@@ -126,10 +126,10 @@ fn message_has_content(msg: &crate::xml::Element) -> bool {
             saw_chat_state = true;
             continue;
         }
-        if NOT_CONTENT.contains(&child.ns.as_str()) || child.is("thread", ns::CLIENT) {
+        if NOT_CONTENT.contains(&&*child.ns) || child.is("thread", ns::CLIENT) {
             continue;
         }
-        if child.ns == CARBONS && matches!(child.name.as_str(), "received" | "sent") {
+        if child.ns == CARBONS && matches!(&*child.name, "received" | "sent") {
             let inner = child
                 .child("forwarded", FORWARD)
                 .and_then(|f| f.child("message", ns::CLIENT));

@@ -841,7 +841,7 @@ impl Connection {
         account: &Jid,
         el: &Element,
     ) -> Result<Option<(Live, u32)>, End> {
-        match el.name.as_str() {
+        match &*el.name {
             "resume" => {}
             "enable" => {
                 self.write(&sm::failed_xml("unexpected-request", None))
@@ -1208,7 +1208,7 @@ impl Connection {
 
     /// An XEP-0198 element from a bound client.
     fn handle_sm(&mut self, live: &mut Live, el: Element) -> Result<(), End> {
-        match el.name.as_str() {
+        match &*el.name {
             "r" => {
                 if let Some(sm) = &live.sm {
                     self.out.push_str(&sm::ack_xml(sm.state.inbound));
@@ -1291,7 +1291,7 @@ impl Connection {
             return self.handle_sm(live, el);
         }
         if el.ns == csi::NS {
-            match el.name.as_str() {
+            match &*el.name {
                 "active" => {
                     for s in live.csi.set_active() {
                         self.emit(live, s);

@@ -134,7 +134,7 @@ impl Request {
                 ..BindRequest::default()
             };
             for c in b.elements() {
-                match (c.ns.as_str(), c.name.as_str()) {
+                match (&*c.ns, &*c.name) {
                     (crate::modules::carbons::NS, "enable") => r.carbons = true,
                     (csi::NS, "active") => r.active = Some(true),
                     (csi::NS, "inactive") => r.active = Some(false),

@@ -162,7 +162,7 @@ impl BlockingModule {
             .collect()
     }
 
-    fn list_element(name: &str, jids: &[Jid]) -> Element {
+    fn list_element(name: &'static str, jids: &[Jid]) -> Element {
         let mut el = Element::new(name, NS);
         for j in jids {
             el.push_child(Element::new("item", NS).with_attr("jid", j.to_string()));
@@ -254,7 +254,7 @@ impl Module for BlockingModule {
             return Err(StanzaError::forbidden());
         }
         let account = req.from.to_bare();
-        match (req.payload.name.as_str(), req.is_set) {
+        match (&*req.payload.name, req.is_set) {
             ("blocklist", false) => {
                 let list = self.list(ctx, &account)?;
                 let mut set = |f: &mut SessionFlags| f.blocklist = true;

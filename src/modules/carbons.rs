@@ -49,7 +49,7 @@ pub fn eligible(stanza: &Stanza) -> bool {
             el.child("body", ns::CLIENT).is_some()
                 || el.elements().any(|c| {
                     matches!(
-                        c.ns.as_str(),
+                        &*c.ns,
                         "urn:xmpp:receipts"
                             | "http://jabber.org/protocol/chatstates"
                             | "urn:xmpp:chat-markers:0"
@@ -62,10 +62,10 @@ pub fn eligible(stanza: &Stanza) -> bool {
 }
 
 /// The wrapper `<message from=bare to=full type=…><{kind} xmlns=carbons><forwarded>…`.
-fn wrap(kind: &str, account: &Jid, to: &Jid, original: &Stanza) -> Stanza {
+fn wrap(kind: &'static str, account: &Jid, to: &Jid, original: &Stanza) -> Stanza {
     let mut inner = original.el().clone();
     // The forwarded stanza keeps its own namespace declaration.
-    inner.ns = ns::CLIENT.to_string();
+    inner.ns = ns::CLIENT.into();
     let forwarded = Element::new("forwarded", NS_FORWARD).with_child(inner);
     Stanza(
         Element::new("message", ns::CLIENT)
@@ -78,7 +78,7 @@ fn wrap(kind: &str, account: &Jid, to: &Jid, original: &Stanza) -> Stanza {
 
 fn copy_to_others(
     ctx: &ModuleContext,
-    kind: &str,
+    kind: &'static str,
     account: &Jid,
     stanza: &Stanza,
     exclude: &[Jid],

@@ -169,7 +169,7 @@ pub fn should_archive(stanza: &Stanza) -> bool {
         || el.child("store", NS_HINTS).is_some()
         || el.elements().any(|c| {
             matches!(
-                c.ns.as_str(),
+                &*c.ns,
                 "eu.siacs.conversations.axolotl"
                     | "urn:xmpp:omemo:2"
                     | "urn:xmpp:openpgp:0"
@@ -355,7 +355,7 @@ impl MamModule {
             self.store_prefs(ctx, &account, prefs)?;
         }
         let prefs = self.prefs(ctx, &account)?;
-        let list = |name: &str, jids: &[String]| {
+        let list = |name: &'static str, jids: &[String]| {
             let mut l = Element::new(name, xmlns);
             for j in jids {
                 l.push_child(Element::new("jid", xmlns).with_text(j.clone()));
@@ -629,7 +629,7 @@ impl Module for MamModule {
             return Err(StanzaError::forbidden().with_text("only your own archive"));
         }
         let xmlns = if req.payload.ns == NS { NS } else { NS1 };
-        match req.payload.name.as_str() {
+        match &*req.payload.name {
             "query" => self.handle_query(ctx, req, xmlns),
             "prefs" => self.handle_prefs(ctx, req, xmlns),
             "metadata" if !req.is_set => self.handle_metadata(ctx, req),

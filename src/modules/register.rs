@@ -258,7 +258,7 @@ mod tests {
         q
     }
 
-    fn field(name: &str, value: &str) -> Element {
+    fn field(name: &'static str, value: &str) -> Element {
         Element::new(name, ns::REGISTER).with_text(value)
     }
 
@@ -289,7 +289,7 @@ mod tests {
             .child("error", ns::CLIENT)?
             .elements()
             .find(|e| e.ns == ns::STANZAS_ERR && e.name != "text")
-            .map(|e| e.name.clone())
+            .map(|e| e.name.to_string())
     }
 
     fn creds(h: &Harness, account: &str) -> Option<StoredCredentials> {
@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(reply.type_attr(), Some("result"));
         assert_eq!(reply.id(), Some("reg1"));
         let q = reply.el().child("query", ns::REGISTER).expect("query");
-        let names: Vec<&str> = q.elements().map(|e| e.name.as_str()).collect();
+        let names: Vec<&str> = q.elements().map(|e| &*e.name).collect();
         assert_eq!(names, ["instructions", "username", "password"]);
     }
 

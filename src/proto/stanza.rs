@@ -19,7 +19,7 @@ pub struct Stanza(pub Element);
 impl Stanza {
     /// Wrap an element if it is a stanza.
     pub fn from_element(el: Element) -> Result<Stanza, Element> {
-        if el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence" | "iq") {
+        if el.ns == ns::CLIENT && matches!(&*el.name, "message" | "presence" | "iq") {
             Ok(Stanza(el))
         } else {
             Err(el)
@@ -27,7 +27,7 @@ impl Stanza {
     }
 
     pub fn kind(&self) -> StanzaKind {
-        match self.0.name.as_str() {
+        match &*self.0.name {
             "message" => StanzaKind::Message,
             "presence" => StanzaKind::Presence,
             _ => StanzaKind::Iq,
@@ -79,11 +79,11 @@ impl Stanza {
 
     /// Set `to` or `from` (done for every stanza a client sends: no formatter, and the
     /// attribute's name is not allocated again when it is already there).
-    fn set_jid_attr(&mut self, name: &str, jid: &Jid) {
+    fn set_jid_attr(&mut self, name: &'static str, jid: &Jid) {
         let value = jid.to_text();
         match self.0.attrs.iter_mut().find(|(k, _)| k == name) {
             Some(slot) => slot.1 = value,
-            None => self.0.attrs.push((name.to_string(), value)),
+            None => self.0.attrs.push((name.into(), value)),
         }
     }
 

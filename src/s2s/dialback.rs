@@ -98,7 +98,7 @@ impl Db {
         let to = el.attr("to")?.to_ascii_lowercase();
         let kind = el.attr("type").map(str::to_string);
         let key = el.text().trim().to_string();
-        match el.name.as_str() {
+        match &*el.name {
             "result" => Some(Db::Result {
                 from,
                 to,

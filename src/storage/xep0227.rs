@@ -730,7 +730,7 @@ fn offline_stanza(el: &Element) -> Option<Element> {
             rename_ns(&mut el, from, ns::CLIENT);
         }
     }
-    (el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence")).then_some(el)
+    (el.ns == ns::CLIENT && matches!(&*el.name, "message" | "presence")).then_some(el)
 }
 
 fn import_user(
@@ -844,7 +844,7 @@ fn import_user(
 }
 
 fn unsupported(el: &Element) -> &'static str {
-    match el.ns.as_str() {
+    match &*el.ns {
         "jabber:iq:privacy" => "privacy lists are not supported",
         "http://jabber.org/protocol/pubsub" | "http://jabber.org/protocol/pubsub#owner" => {
             "PEP data is not supported"

@@ -26,17 +26,21 @@ pub enum Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
     /// Local name, without a prefix.
-    pub name: String,
+    pub name: Name,
     /// Namespace URI; empty only for elements in no namespace.
-    pub ns: String,
+    pub ns: Name,
     /// Attributes in document order. `xmlns` declarations are not kept here; `xml:lang` is kept
     /// under that name.
-    pub attrs: Vec<(String, String)>,
+    pub attrs: Vec<(Name, String)>,
     pub children: Vec<Node>,
 }
 
+/// An element's name or namespace: borrowed from the program for the names and namespaces it
+/// knows (no allocation for the elements of ordinary stanzas), owned otherwise.
+pub type Name = std::borrow::Cow<'static, str>;
+
 impl Element {
-    pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<Name>, ns: impl Into<Name>) -> Self {
         Element {
             name: name.into(),
             ns: ns.into(),
@@ -46,13 +50,13 @@ impl Element {
     }
 
     /// Builder: set an attribute.
-    pub fn with_attr(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_attr(mut self, name: impl Into<Name>, value: impl Into<String>) -> Self {
         self.set_attr(name, value);
         self
     }
 
     /// Builder: set an attribute when `value` is `Some`.
-    pub fn with_opt_attr(self, name: impl Into<String>, value: Option<impl Into<String>>) -> Self {
+    pub fn with_opt_attr(self, name: impl Into<Name>, value: Option<impl Into<String>>) -> Self {
         match value {
             Some(v) => self.with_attr(name, v),
             None => self,
@@ -82,7 +86,7 @@ impl Element {
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn set_attr(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn set_attr(&mut self, name: impl Into<Name>, value: impl Into<String>) {
         let name = name.into();
         let value = value.into();
         match self.attrs.iter_mut().find(|(k, _)| *k == name) {
@@ -190,7 +194,7 @@ impl Element {
     /// Serialise as a top-level element of a stream whose default namespace is `stream_ns`.
     /// Elements in `jabber:client` are written in the stream's namespace (`jabber:server` on
     /// s2s), so a stanza needs no translation when it crosses from one stream type to another.
-    pub fn to_stream_string(&self, stream_ns: &str) -> String {
+    pub fn to_stream_string(&self, stream_ns: &'static str) -> String {
         let mut out = String::with_capacity(128);
         if self.ns == crate::proto::ns::CLIENT && stream_ns != crate::proto::ns::CLIENT {
             let mut copy = self.clone();
@@ -218,9 +222,9 @@ impl Element {
     }
 }
 
-fn rename_client_ns(el: &mut Element, to: &str) {
+fn rename_client_ns(el: &mut Element, to: &'static str) {
     if el.ns == crate::proto::ns::CLIENT {
-        el.ns = to.to_string();
+        el.ns = Name::Borrowed(to);
         for c in el.elements_mut() {
             rename_client_ns(c, to);
         }
@@ -229,9 +233,9 @@ fn rename_client_ns(el: &mut Element, to: &str) {
 
 /// Rename `from` namespace to `to` on this element and every descendant (used by the parser
 /// to normalise `jabber:server` to `jabber:client`).
-pub fn rename_ns(el: &mut Element, from: &str, to: &str) {
+pub fn rename_ns(el: &mut Element, from: &str, to: &'static str) {
     if el.ns == from {
-        el.ns = to.to_string();
+        el.ns = Name::Borrowed(to);
     }
     for c in el.elements_mut() {
         rename_ns(c, from, to);

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 pub use lex::MAX_ATTRIBUTES;
 
-use super::{rename_ns, Element, Node, XML_NS};
+use super::{rename_ns, Element, Name, Node, XML_NS};
 use crate::proto::ns;
 
 /// Largest stream prolog plus stream header (`<?xml ...?><stream:stream ...>`), in bytes.
@@ -141,21 +141,110 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// outwards, so this bounds their cost; real documents have a handful (a stream root has two).
 pub const MAX_NAMESPACE_BINDINGS: usize = 128;
 
-/// Names and URIs that nearly every stream declares, kept without an allocation of their own:
-/// every connection holds its stream root's bindings for as long as it lives.
-const WELL_KNOWN: &[&str] = &[
-    "",
-    "stream",
-    "db",
-    ns::CLIENT,
-    ns::SERVER,
-    ns::STREAM,
-    COMPONENT_ACCEPT,
-    crate::s2s::dialback::NS,
-];
-
+/// Prefixes and namespace URIs that streams and ordinary stanzas declare, kept without an
+/// allocation of their own: every connection holds its stream root's bindings for as long as
+/// it lives, and every element parsed in one of these namespaces shares the URI.
 fn well_known(text: &str) -> Option<&'static str> {
-    WELL_KNOWN.iter().copied().find(|k| *k == text)
+    Some(match text {
+        "" => "",
+        "stream" => "stream",
+        "db" => "db",
+        ns::CLIENT => ns::CLIENT,
+        ns::SERVER => ns::SERVER,
+        ns::STREAM => ns::STREAM,
+        COMPONENT_ACCEPT => COMPONENT_ACCEPT,
+        crate::s2s::dialback::NS => crate::s2s::dialback::NS,
+        "urn:xmpp:receipts" => "urn:xmpp:receipts",
+        "http://jabber.org/protocol/chatstates" => "http://jabber.org/protocol/chatstates",
+        "urn:xmpp:chat-markers:0" => "urn:xmpp:chat-markers:0",
+        "urn:xmpp:sid:0" => "urn:xmpp:sid:0",
+        "urn:xmpp:hints" => "urn:xmpp:hints",
+        "urn:xmpp:delay" => "urn:xmpp:delay",
+        "urn:xmpp:carbons:2" => "urn:xmpp:carbons:2",
+        "urn:xmpp:forward:0" => "urn:xmpp:forward:0",
+        "urn:xmpp:sm:3" => "urn:xmpp:sm:3",
+        "urn:xmpp:ping" => "urn:xmpp:ping",
+        "urn:xmpp:mam:2" => "urn:xmpp:mam:2",
+        "jabber:iq:roster" => "jabber:iq:roster",
+        "http://jabber.org/protocol/caps" => "http://jabber.org/protocol/caps",
+        "http://jabber.org/protocol/muc" => "http://jabber.org/protocol/muc",
+        "http://jabber.org/protocol/muc#user" => "http://jabber.org/protocol/muc#user",
+        "http://jabber.org/protocol/disco#info" => "http://jabber.org/protocol/disco#info",
+        "http://jabber.org/protocol/disco#items" => "http://jabber.org/protocol/disco#items",
+        "http://jabber.org/protocol/pubsub#event" => "http://jabber.org/protocol/pubsub#event",
+        "urn:ietf:params:xml:ns:xmpp-stanzas" => "urn:ietf:params:xml:ns:xmpp-stanzas",
+        _ => return None,
+    })
+}
+
+/// Local names of the elements ordinary stanzas are made of, shared instead of allocated for
+/// every element parsed.
+fn common_element_name(local: &str) -> Option<&'static str> {
+    Some(match local {
+        "message" => "message",
+        "presence" => "presence",
+        "iq" => "iq",
+        "body" => "body",
+        "subject" => "subject",
+        "thread" => "thread",
+        "show" => "show",
+        "status" => "status",
+        "priority" => "priority",
+        "error" => "error",
+        "query" => "query",
+        "item" => "item",
+        "x" => "x",
+        "c" => "c",
+        "request" => "request",
+        "received" => "received",
+        "active" => "active",
+        "composing" => "composing",
+        "paused" => "paused",
+        "inactive" => "inactive",
+        "markable" => "markable",
+        "displayed" => "displayed",
+        "origin-id" => "origin-id",
+        "stanza-id" => "stanza-id",
+        "delay" => "delay",
+        "store" => "store",
+        "no-store" => "no-store",
+        "no-copy" => "no-copy",
+        "private" => "private",
+        "sent" => "sent",
+        "forwarded" => "forwarded",
+        "ping" => "ping",
+        "r" => "r",
+        "a" => "a",
+        _ => return None,
+    })
+}
+
+/// Attribute names that stanzas carry, shared instead of allocated for every attribute.
+fn common_attribute_name(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "to" => "to",
+        "from" => "from",
+        "type" => "type",
+        "id" => "id",
+        "xml:lang" => "xml:lang",
+        "by" => "by",
+        "xmlns" => "xmlns",
+        "var" => "var",
+        "node" => "node",
+        "jid" => "jid",
+        "name" => "name",
+        "stamp" => "stamp",
+        "ver" => "ver",
+        "hash" => "hash",
+        "h" => "h",
+        _ => return None,
+    })
+}
+
+/// `text` as an element or attribute name or a namespace: shared when it is a common one,
+/// copied otherwise.
+fn shared_or_owned(text: &str, common: fn(&str) -> Option<&'static str>) -> Name {
+    common(text).map_or_else(|| Cow::Owned(text.to_string()), Cow::Borrowed)
 }
 
 /// In-scope namespace bindings, innermost last: (prefix (`""` for the default namespace),
@@ -178,8 +267,7 @@ impl Namespaces {
                 "more than {MAX_NAMESPACE_BINDINGS} namespace declarations in scope"
             )));
         }
-        let prefix =
-            well_known(prefix).map_or_else(|| Cow::Owned(prefix.to_string()), Cow::Borrowed);
+        let prefix = shared_or_owned(prefix, well_known);
         let uri = well_known(&uri).map_or(Cow::Owned(uri), Cow::Borrowed);
         self.scope.push((prefix, uri));
         Ok(())
@@ -191,6 +279,19 @@ impl Namespaces {
         // rest of the stream (the usual few are kept: no reallocation per stanza).
         if self.scope.capacity() > 16 && self.scope.len() <= 4 {
             self.scope.shrink_to(4);
+        }
+    }
+
+    /// [`Self::lookup`] as an element's namespace: shared with the binding when that is a
+    /// well-known URI (no allocation), copied otherwise.
+    fn lookup_name(&self, prefix: &str) -> Option<Name> {
+        if prefix == "xml" {
+            return Some(Cow::Borrowed(XML_NS));
+        }
+        match self.scope.iter().rev().find(|(p, _)| p == prefix) {
+            Some((_, uri)) => Some(uri.clone()),
+            None if prefix.is_empty() => Some(Cow::Borrowed("")),
+            None => None,
         }
     }
 
@@ -215,10 +316,32 @@ impl Namespaces {
 #[derive(Debug)]
 struct Open {
     el: Element,
-    /// Qualified name as written, for matching the end tag.
-    qname: String,
+    /// The prefix as written (with the local name in `el.name`, what the end tag must
+    /// repeat); `None` for an unprefixed name, which needs no copy of its own.
+    prefix: Option<String>,
     /// Namespace mark to pop back to when the element ends.
     ns_mark: usize,
+}
+
+impl Open {
+    /// Whether `name` (an end tag's qualified name) closes this element.
+    fn matches(&self, name: &str) -> bool {
+        match &self.prefix {
+            None => name == self.el.name,
+            Some(prefix) => name
+                .strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.strip_prefix(':'))
+                .is_some_and(|local| local == self.el.name),
+        }
+    }
+
+    /// The qualified name as written (for error messages).
+    fn qname(&self) -> String {
+        match &self.prefix {
+            None => self.el.name.to_string(),
+            Some(prefix) => format!("{prefix}:{}", self.el.name),
+        }
+    }
 }
 
 /// Resolve a start tag against the bindings in scope, declaring its own. Returns the element
@@ -252,15 +375,19 @@ fn build_element(
         nss.declare(prefix, uri)?;
     }
 
-    let (prefix, local) = lex::split_qname(tag.name)?;
+    // The name is a QName: `lex::parse_tag` checked it.
+    let (prefix, local) = match tag.name.split_once(':') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, tag.name),
+    };
     let el_ns = match prefix {
         Some("xmlns") => return Err(not_well_formed("element names cannot use the xmlns prefix")),
-        Some(p) => nss.lookup(p).ok_or_else(|| {
+        Some(p) => nss.lookup_name(p).ok_or_else(|| {
             XmlError::BadNamespacePrefix(format!("unbound prefix {:?}", lex::excerpt(p)))
         })?,
-        None => nss.lookup("").unwrap_or_default(),
+        None => nss.lookup_name("").unwrap_or_default(),
     };
-    let mut el = Element::new(local, el_ns);
+    let mut el = Element::new(shared_or_owned(local, common_element_name), el_ns);
 
     // (uri, local) of namespaced attributes, to refuse two that expand to the same name.
     let mut expanded: Vec<(&str, &str)> = Vec::new();
@@ -284,11 +411,12 @@ fn build_element(
                 // Keep the declaration so the element can be written back as is.
                 let decl = format!("xmlns:{p}");
                 if el.attr(&decl).is_none() {
-                    el.attrs.push((decl, uri.to_string()));
+                    el.attrs.push((decl.into(), uri.to_string()));
                 }
             }
         }
-        el.attrs.push((key.to_string(), value));
+        el.attrs
+            .push((shared_or_owned(key, common_attribute_name), value));
     }
     Ok((el, mark))
 }
@@ -706,9 +834,10 @@ impl StreamParser {
                     self.nss.pop_to(ns_mark);
                     Ok(self.attach(el))
                 } else {
+                    let prefix = tag.name.split_once(':').map(|(p, _)| p.to_string());
                     self.stack.push(Open {
                         el,
-                        qname: tag.name.to_string(),
+                        prefix,
                         ns_mark,
                     });
                     Ok(None)
@@ -720,14 +849,17 @@ impl StreamParser {
 
     fn end_tag(&mut self, content: &str) -> Result<Option<StreamEvent>, XmlError> {
         let name = content.trim_end_matches(|c: char| c.is_ascii() && lex::is_ws(c as u8));
-        lex::split_qname(name)?;
+        // A name equal to the open element's was checked at its start tag.
+        if !self.stack.last().is_some_and(|open| open.matches(name)) {
+            lex::split_qname(name)?;
+        }
         match self.stack.pop() {
             Some(open) => {
-                if open.qname != name {
+                if !open.matches(name) {
                     return Err(XmlError::NotWellFormed(format!(
                         "end tag </{}> does not match <{}>",
                         lex::excerpt(name),
-                        lex::excerpt(&open.qname)
+                        lex::excerpt(&open.qname())
                     )));
                 }
                 self.nss.pop_to(open.ns_mark);
@@ -1195,8 +1327,8 @@ mod tests {
         assert_eq!(
             el.attrs,
             vec![
-                ("xmlns:db".to_string(), DIALBACK.to_string()),
-                ("db:type".to_string(), "x".to_string()),
+                (Name::from("xmlns:db"), DIALBACK.to_string()),
+                (Name::from("db:type"), "x".to_string()),
             ]
         );
         let a = el.child("a", "urn:foo").unwrap();
@@ -1213,7 +1345,7 @@ mod tests {
         let el = only_element(&format!(
             "{C2S}<message xml:lang='de' xmlns:unused='urn:u'><body xmlns='jabber:client'/></message>"
         ));
-        assert_eq!(el.attrs, vec![("xml:lang".to_string(), "de".to_string())]);
+        assert_eq!(el.attrs, vec![(Name::from("xml:lang"), "de".to_string())]);
         assert!(el.child("body", ns::CLIENT).unwrap().attrs.is_empty());
     }
 
@@ -1592,7 +1724,7 @@ mod tests {
         let names: Vec<&str> = events
             .iter()
             .filter_map(|e| match e {
-                StreamEvent::Element(el) => Some(el.name.as_str()),
+                StreamEvent::Element(el) => Some(&*el.name),
                 _ => None,
             })
             .collect();

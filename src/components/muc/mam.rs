@@ -72,7 +72,7 @@ pub fn archivable(el: &Element) -> bool {
         || el.child("retract", NS_RETRACT).is_some()
         || el.elements().any(|c| {
             matches!(
-                c.ns.as_str(),
+                &*c.ns,
                 "eu.siacs.conversations.axolotl"
                     | "urn:xmpp:omemo:2"
                     | "urn:xmpp:openpgp:0"

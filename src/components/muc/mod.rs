@@ -260,7 +260,7 @@ impl MucService {
         if room.locked && !owner {
             return Err(StanzaError::item_not_found());
         }
-        match (payload.name.as_str(), payload.ns.as_str(), get) {
+        match (&*payload.name, &*payload.ns, get) {
             ("query", ns::DISCO_INFO, true) => match payload.attr("node") {
                 Some(register::NODE_ROOMUSER) => Ok(Some(room.reserved_nick_info(from))),
                 Some(n) if !n.is_empty() => Err(StanzaError::item_not_found()),

@@ -1774,7 +1774,7 @@ mod tests {
             );
             room.message_to_room(&jids[0], &msg, &ctx(), &mut Vec::new());
         }
-        let h = |attrs: &[(&str, &str)]| {
+        let h = |attrs: &[(&'static str, &str)]| {
             let mut e = Element::new("history", MUC);
             for (k, v) in attrs {
                 e.set_attr(*k, *v);

@@ -261,11 +261,11 @@ impl Module for PepModule {
         let Some(action) = req
             .payload
             .elements()
-            .find(|e| !matches!(e.name.as_str(), "configure" | "publish-options" | "options"))
+            .find(|e| !matches!(&*e.name, "configure" | "publish-options" | "options"))
         else {
             return Err(StanzaError::bad_request().with_text("an empty pubsub request"));
         };
-        match (action.name.as_str(), req.is_set) {
+        match (&*action.name, req.is_set) {
             ("publish", true) => {
                 self.require_owner(req)?;
                 let options = req
@@ -585,7 +585,7 @@ impl PepModule {
         let Some(action) = req.payload.elements().next() else {
             return Err(StanzaError::bad_request().with_text("an empty pubsub#owner request"));
         };
-        match (action.name.as_str(), req.is_set) {
+        match (&*action.name, req.is_set) {
             ("default", false) => Ok(Some(owner_pubsub(
                 Element::new("default", PUBSUB_OWNER)
                     .with_child(NodeConfig::default().to_form("form")),

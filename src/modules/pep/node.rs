@@ -365,7 +365,7 @@ pub struct Item {
 
 impl Item {
     /// `<item id>payload</item>` in `namespace` (pubsub or pubsub#event).
-    pub fn to_element(&self, namespace: &str, with_payload: bool) -> Element {
+    pub fn to_element(&self, namespace: &'static str, with_payload: bool) -> Element {
         let mut el = Element::new("item", namespace).with_attr("id", self.id.clone());
         if with_payload {
             if let Some(p) = &self.payload {
@@ -490,7 +490,7 @@ impl Node {
         };
         let mut node = Node::new(el.attr("name")?, config);
         for c in el.elements() {
-            match c.name.as_str() {
+            match &*c.name {
                 "member" => {
                     node.members.insert(c.attr("jid")?.to_string());
                 }

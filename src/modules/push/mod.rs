@@ -379,7 +379,7 @@ impl PushModule {
         let kind = error.and_then(|e| e.attr("type")).unwrap_or("cancel");
         let condition = error
             .and_then(|e| e.elements().find(|c| c.ns == ns::STANZAS_ERR))
-            .map(|c| c.name.clone())
+            .map(|c| c.name.to_string())
             .unwrap_or_else(|| "undefined-condition".into());
         let transient = kind == "wait"
             || matches!(
@@ -464,7 +464,7 @@ impl Module for PushModule {
         if !req.is_set {
             return Err(StanzaError::bad_request());
         }
-        match req.payload.name.as_str() {
+        match &*req.payload.name {
             "enable" => self.handle_enable(ctx, req, &account),
             "disable" => self.handle_disable(ctx, req, &account),
             _ => Err(StanzaError::feature_not_implemented()),

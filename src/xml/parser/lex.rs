@@ -38,8 +38,28 @@ fn is_name_char(c: char) -> bool {
             '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
-/// An XML `Name` (colons allowed).
+/// `NameStartChar` for an ASCII byte.
+fn is_ascii_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+}
+
+/// `NameChar` for an ASCII byte.
+fn is_ascii_name_char(b: u8) -> bool {
+    is_ascii_name_start(b) || b.is_ascii_digit() || b == b'-' || b == b'.'
+}
+
+/// An XML `Name` (colons allowed). Names are nearly always ASCII: those are checked byte by
+/// byte, others character by character.
 pub fn is_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_ascii() {
+        return match b.split_first() {
+            Some((&first, rest)) => {
+                is_ascii_name_start(first) && rest.iter().all(|&c| is_ascii_name_char(c))
+            }
+            None => false,
+        };
+    }
     let mut chars = s.chars();
     match chars.next() {
         Some(c) if is_name_start(c) => chars.all(is_name_char),
@@ -49,7 +69,7 @@ pub fn is_name(s: &str) -> bool {
 
 /// A name without colon (`NCName` of Namespaces in XML).
 pub fn is_ncname(s: &str) -> bool {
-    !s.contains(':') && is_name(s)
+    !s.as_bytes().contains(&b':') && is_name(s)
 }
 
 /// The start of `s`, for error messages (input can be huge).
@@ -63,20 +83,17 @@ pub fn excerpt(s: &str) -> String {
 
 /// Split a qualified name into (prefix, local part), checking it is a `QName`.
 pub fn split_qname(s: &str) -> Result<(Option<&str>, &str), XmlError> {
-    let ok = match s.split_once(':') {
-        Some((p, l)) => is_ncname(p) && is_ncname(l),
-        None => is_ncname(s),
+    let (prefix, local) = match s.split_once(':') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, s),
     };
-    if !ok {
+    if !(prefix.is_none_or(is_ncname) && is_ncname(local)) {
         return Err(XmlError::NotWellFormed(format!(
             "invalid name {:?}",
             excerpt(s)
         )));
     }
-    Ok(match s.split_once(':') {
-        Some((p, l)) => (Some(p), l),
-        None => (None, s),
-    })
+    Ok((prefix, local))
 }
 
 /// Reject characters XML 1.0 does not allow (`Char` production). `s` is valid UTF-8, so only
