@@ -145,6 +145,8 @@ pub const MAX_NAMESPACE_BINDINGS: usize = 128;
 /// allocation of their own: every connection holds its stream root's bindings for as long as
 /// it lives, and every element parsed in one of these namespaces shares the URI.
 fn well_known(text: &str) -> Option<&'static str> {
+    use crate::components::muc::ns_muc::{MUC, MUC_USER};
+    use crate::modules::{carbons, mam, pep};
     Some(match text {
         "" => "",
         "stream" => "stream",
@@ -157,22 +159,22 @@ fn well_known(text: &str) -> Option<&'static str> {
         "urn:xmpp:receipts" => "urn:xmpp:receipts",
         "http://jabber.org/protocol/chatstates" => "http://jabber.org/protocol/chatstates",
         "urn:xmpp:chat-markers:0" => "urn:xmpp:chat-markers:0",
-        "urn:xmpp:sid:0" => "urn:xmpp:sid:0",
-        "urn:xmpp:hints" => "urn:xmpp:hints",
-        "urn:xmpp:delay" => "urn:xmpp:delay",
-        "urn:xmpp:carbons:2" => "urn:xmpp:carbons:2",
-        "urn:xmpp:forward:0" => "urn:xmpp:forward:0",
-        "urn:xmpp:sm:3" => "urn:xmpp:sm:3",
-        "urn:xmpp:ping" => "urn:xmpp:ping",
-        "urn:xmpp:mam:2" => "urn:xmpp:mam:2",
-        "jabber:iq:roster" => "jabber:iq:roster",
-        "http://jabber.org/protocol/caps" => "http://jabber.org/protocol/caps",
-        "http://jabber.org/protocol/muc" => "http://jabber.org/protocol/muc",
-        "http://jabber.org/protocol/muc#user" => "http://jabber.org/protocol/muc#user",
-        "http://jabber.org/protocol/disco#info" => "http://jabber.org/protocol/disco#info",
-        "http://jabber.org/protocol/disco#items" => "http://jabber.org/protocol/disco#items",
-        "http://jabber.org/protocol/pubsub#event" => "http://jabber.org/protocol/pubsub#event",
-        "urn:ietf:params:xml:ns:xmpp-stanzas" => "urn:ietf:params:xml:ns:xmpp-stanzas",
+        mam::NS_SID => mam::NS_SID,
+        carbons::NS_HINTS => carbons::NS_HINTS,
+        ns::DELAY => ns::DELAY,
+        carbons::NS => carbons::NS,
+        carbons::NS_FORWARD => carbons::NS_FORWARD,
+        crate::c2s::sm::NS => crate::c2s::sm::NS,
+        ns::PING => ns::PING,
+        mam::NS => mam::NS,
+        ns::ROSTER => ns::ROSTER,
+        pep::caps::CAPS => pep::caps::CAPS,
+        MUC => MUC,
+        MUC_USER => MUC_USER,
+        ns::DISCO_INFO => ns::DISCO_INFO,
+        ns::DISCO_ITEMS => ns::DISCO_ITEMS,
+        pep::PUBSUB_EVENT => pep::PUBSUB_EVENT,
+        ns::STANZAS_ERR => ns::STANZAS_ERR,
         _ => return None,
     })
 }
@@ -282,29 +284,30 @@ impl Namespaces {
         }
     }
 
-    /// [`Self::lookup`] as an element's namespace: shared with the binding when that is a
-    /// well-known URI (no allocation), copied otherwise.
-    fn lookup_name(&self, prefix: &str) -> Option<Name> {
+    /// The binding of `prefix`: `xml` is always bound, and the default namespace (`""`) is
+    /// the empty URI when undeclared.
+    fn binding(&self, prefix: &str) -> Option<&Name> {
+        const XML: Name = Cow::Borrowed(XML_NS);
+        const NO_NAMESPACE: Name = Cow::Borrowed("");
         if prefix == "xml" {
-            return Some(Cow::Borrowed(XML_NS));
+            return Some(&XML);
         }
         match self.scope.iter().rev().find(|(p, _)| p == prefix) {
-            Some((_, uri)) => Some(uri.clone()),
-            None if prefix.is_empty() => Some(Cow::Borrowed("")),
+            Some((_, uri)) => Some(uri),
+            None if prefix.is_empty() => Some(&NO_NAMESPACE),
             None => None,
         }
     }
 
-    /// URI bound to `prefix`; the default namespace (`""`) is `Some("")` when undeclared.
+    /// URI bound to `prefix` (see [`Self::binding`]).
     fn lookup(&self, prefix: &str) -> Option<&str> {
-        if prefix == "xml" {
-            return Some(XML_NS);
-        }
-        match self.scope.iter().rev().find(|(p, _)| p == prefix) {
-            Some((_, uri)) => Some(uri),
-            None if prefix.is_empty() => Some(""),
-            None => None,
-        }
+        self.binding(prefix).map(|uri| &**uri)
+    }
+
+    /// [`Self::lookup`] as an element's namespace: shared with the binding when that is a
+    /// well-known URI (no allocation), copied otherwise.
+    fn lookup_name(&self, prefix: &str) -> Option<Name> {
+        self.binding(prefix).cloned()
     }
 
     fn clear(&mut self) {
@@ -850,12 +853,13 @@ impl StreamParser {
     fn end_tag(&mut self, content: &str) -> Result<Option<StreamEvent>, XmlError> {
         let name = content.trim_end_matches(|c: char| c.is_ascii() && lex::is_ws(c as u8));
         // A name equal to the open element's was checked at its start tag.
-        if !self.stack.last().is_some_and(|open| open.matches(name)) {
+        let closes_open = self.stack.last().is_some_and(|open| open.matches(name));
+        if !closes_open {
             lex::split_qname(name)?;
         }
         match self.stack.pop() {
             Some(open) => {
-                if !open.matches(name) {
+                if !closes_open {
                     return Err(XmlError::NotWellFormed(format!(
                         "end tag </{}> does not match <{}>",
                         lex::excerpt(name),
