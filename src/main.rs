@@ -1,6 +1,9 @@
 //! The `oriole` command: run the server, manage accounts, check the configuration, and move
 //! data in and out (XEP-0227).
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -379,10 +379,7 @@ fn build_element(
     }
 
     // The name is a QName: `lex::parse_tag` checked it.
-    let (prefix, local) = match tag.name.split_once(':') {
-        Some((p, l)) => (Some(p), l),
-        None => (None, tag.name),
-    };
+    let (prefix, local) = lex::split_prefix(tag.name);
     let el_ns = match prefix {
         Some("xmlns") => return Err(not_well_formed("element names cannot use the xmlns prefix")),
         Some(p) => nss.lookup_name(p).ok_or_else(|| {
@@ -399,7 +396,7 @@ fn build_element(
             continue;
         }
         let value = lex::attr_value(raw)?;
-        if let Some((p, l)) = key.split_once(':') {
+        if let (Some(p), l) = lex::split_prefix(key) {
             if p != "xml" {
                 let uri = nss.lookup(p).ok_or_else(|| {
                     XmlError::BadNamespacePrefix(format!("unbound prefix {:?}", lex::excerpt(p)))
@@ -683,17 +680,25 @@ impl StreamParser {
                 None => (None, Scan::EndTag { off: avail.len() }),
             },
             Scan::StartTag { off, mut quote } => {
+                // Jump from quote to quote: a `>` inside a quoted value does not end the tag.
                 let mut end = None;
-                for (i, &b) in avail.iter().enumerate().skip(off) {
-                    match quote {
-                        Some(q) if b == q => quote = None,
-                        Some(_) => {}
-                        None if b == b'\'' || b == b'"' => quote = Some(b),
-                        None if b == b'>' => {
-                            end = Some(i);
+                let mut i = off.min(avail.len());
+                loop {
+                    let found = match quote {
+                        Some(q) => memchr::memchr(q, &avail[i..]),
+                        None => memchr::memchr3(b'>', b'\'', b'"', &avail[i..]),
+                    };
+                    let Some(at) = found.map(|at| at + i) else {
+                        break;
+                    };
+                    i = at + 1;
+                    match avail[at] {
+                        b'>' if quote.is_none() => {
+                            end = Some(at);
                             break;
                         }
-                        None => {}
+                        _ if quote.is_some() => quote = None,
+                        b => quote = Some(b),
                     }
                 }
                 match end {
@@ -837,7 +842,7 @@ impl StreamParser {
                     self.nss.pop_to(ns_mark);
                     Ok(self.attach(el))
                 } else {
-                    let prefix = tag.name.split_once(':').map(|(p, _)| p.to_string());
+                    let prefix = lex::split_prefix(tag.name).0.map(str::to_string);
                     self.stack.push(Open {
                         el,
                         prefix,
@@ -1014,17 +1019,11 @@ fn classify(avail: &[u8], decl_allowed: bool) -> Result<Option<Scan>, XmlError> 
 }
 
 fn find_byte(hay: &[u8], from: usize, b: u8) -> Option<usize> {
-    hay.get(from..)?
-        .iter()
-        .position(|&c| c == b)
-        .map(|i| i + from)
+    memchr::memchr(b, hay.get(from..)?).map(|i| i + from)
 }
 
 fn find_seq(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|i| i + from)
+    memchr::memmem::find(hay.get(from..)?, needle).map(|i| i + from)
 }
 
 /// Check `<?xml version='1.x' encoding='UTF-8' standalone='yes|no'?>` (the part after
@@ -1096,7 +1095,7 @@ mod tests {
         <body>Caf\u{e9} \u{1F600} &lt;3 &amp; &#x263A;&#65; a\r\nb &quot;q&apos;</body>\
         <x xmlns='urn:x' xmlns:y='urn:y' y:attr='v&#9;w'><y:inner/><plain/></x>\
         <body2><![CDATA[<not a tag> ]] ]]]]><![CDATA[>]]>tail</body2></message>\
-        \n \t\r\n<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq> </stream:stream>";
+        \n \t\r\n<iq type='get' id=\"p'>\"><ping xmlns='urn:xmpp:ping'/></iq> </stream:stream>";
 
     fn limits() -> Limits {
         Limits {
@@ -1202,7 +1201,7 @@ mod tests {
         assert_eq!(events[2], StreamEvent::Element(message));
         let iq = Element::new("iq", ns::CLIENT)
             .with_attr("type", "get")
-            .with_attr("id", "p")
+            .with_attr("id", "p'>")
             .with_child(Element::new("ping", ns::PING));
         assert_eq!(events[3], StreamEvent::Element(iq));
         assert_eq!(events[4], StreamEvent::Close);

@@ -69,7 +69,7 @@ pub fn is_name(s: &str) -> bool {
 
 /// A name without colon (`NCName` of Namespaces in XML).
 pub fn is_ncname(s: &str) -> bool {
-    !s.as_bytes().contains(&b':') && is_name(s)
+    memchr::memchr(b':', s.as_bytes()).is_none() && is_name(s)
 }
 
 /// The start of `s`, for error messages (input can be huge).
@@ -83,10 +83,7 @@ pub fn excerpt(s: &str) -> String {
 
 /// Split a qualified name into (prefix, local part), checking it is a `QName`.
 pub fn split_qname(s: &str) -> Result<(Option<&str>, &str), XmlError> {
-    let (prefix, local) = match s.split_once(':') {
-        Some((p, l)) => (Some(p), l),
-        None => (None, s),
-    };
+    let (prefix, local) = split_prefix(s);
     if !(prefix.is_none_or(is_ncname) && is_ncname(local)) {
         return Err(XmlError::NotWellFormed(format!(
             "invalid name {:?}",
@@ -94,6 +91,15 @@ pub fn split_qname(s: &str) -> Result<(Option<&str>, &str), XmlError> {
         )));
     }
     Ok((prefix, local))
+}
+
+/// Split a name at its first colon, if any: (prefix, local part). Not checked.
+pub fn split_prefix(s: &str) -> (Option<&str>, &str) {
+    match memchr::memchr(b':', s.as_bytes()) {
+        // The colon is ASCII, so both sides are on character boundaries.
+        Some(i) => (Some(&s[..i]), &s[i + 1..]),
+        None => (None, s),
+    }
 }
 
 /// Reject characters XML 1.0 does not allow (`Char` production). `s` is valid UTF-8, so only
@@ -179,25 +185,33 @@ pub fn parse_attrs(s: &str) -> Result<Vec<(&str, &str)>, XmlError> {
             _ => return Err(malformed("attribute value must be quoted")),
         };
         i += 1;
-        let Some(len) = b[i..].iter().position(|&c| c == quote) else {
+        let Some(len) = memchr::memchr(quote, &b[i..]) else {
             return Err(malformed("unterminated attribute value"));
         };
         let value = s.get(i..i + len).unwrap_or_default();
-        if value.contains('<') {
+        if memchr::memchr(b'<', value.as_bytes()).is_some() {
             return Err(malformed("'<' in an attribute value"));
         }
         i += len + 1;
         out.push((name, value));
     }
-    if out.len() > 1 {
+    // Elements have a few attributes: comparing each with those before it costs less than
+    // sorting a copy; long lists (up to MAX_ATTRIBUTES) are sorted.
+    let duplicate = if out.len() <= 8 {
+        out.iter()
+            .enumerate()
+            .find(|(i, (n, _))| out[..*i].iter().any(|(m, _)| m == n))
+            .map(|(_, (n, _))| *n)
+    } else {
         let mut names: Vec<&str> = out.iter().map(|(n, _)| *n).collect();
         names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(XmlError::NotWellFormed(format!(
-                "duplicate attribute {:?}",
-                excerpt(w[0])
-            )));
-        }
+        names.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+    };
+    if let Some(name) = duplicate {
+        return Err(XmlError::NotWellFormed(format!(
+            "duplicate attribute {:?}",
+            excerpt(name)
+        )));
     }
     Ok(out)
 }
@@ -219,9 +233,30 @@ fn escape_error(e: EscapeError) -> XmlError {
     }
 }
 
+/// Whether `ok` holds for every byte of `s`. Checked 16 bytes at a time without stopping
+/// early inside a block, which the compiler turns into vector instructions.
+fn all_bytes(s: &str, ok: impl Fn(u8) -> bool) -> bool {
+    let mut blocks = s.as_bytes().chunks_exact(16);
+    for block in &mut blocks {
+        if !block.iter().fold(true, |all, &b| all & ok(b)) {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|&b| ok(b))
+}
+
 /// Normalise and unescape a raw attribute value (XML 1.0 §3.3.3: literal tab, CR and LF
 /// become spaces; the five predefined entities and character references are expanded).
 pub fn attr_value(raw: &str) -> Result<String, XmlError> {
+    // Most values (JIDs, ids, types) have nothing to normalise, expand or refuse.
+    if all_bytes(raw, |b| b >= 0x20 && b != b'&' && b != 0xEF) {
+        return Ok(raw.to_owned());
+    }
+    attr_value_general(raw)
+}
+
+/// [`attr_value`] for any value: quick-xml normalises and expands, then the result is checked.
+fn attr_value_general(raw: &str) -> Result<String, XmlError> {
     let attr = Attribute {
         key: QName("a"),
         value: Cow::Borrowed(raw),
@@ -238,6 +273,17 @@ pub fn attr_value(raw: &str) -> Result<String, XmlError> {
 
 /// Character data between tags: line ends normalised, references expanded.
 pub fn text_value(raw: &str) -> Result<String, XmlError> {
+    // Most text has no references, no CR, no `]` and no character to refuse: copy it as is.
+    if all_bytes(raw, |b| {
+        (b >= 0x20 || b == b'\t' || b == b'\n') && !matches!(b, b'&' | b']' | 0xEF)
+    }) {
+        return Ok(raw.to_owned());
+    }
+    text_value_general(raw)
+}
+
+/// [`text_value`] for any text: quick-xml normalises and expands, then the result is checked.
+fn text_value_general(raw: &str) -> Result<String, XmlError> {
     if raw.contains("]]>") {
         return Err(malformed("']]>' in character data"));
     }
@@ -284,6 +330,33 @@ mod tests {
             parse_attrs(" a='1' a='2'"),
             Err(XmlError::NotWellFormed(m)) if m.contains("duplicate")
         ));
+    }
+
+    proptest::proptest! {
+        /// The copy-as-is shortcuts give what the general path gives, for any mix of plain
+        /// text and the bytes that need work (references, line ends, `]`, controls, U+FFFE).
+        #[test]
+        fn shortcuts_agree_with_the_general_path(
+            s in "([a-z <>'\"]|&amp;|&#1;|&bogus;|&|\\]|\\]\\]>|\r|\n|\t|\u{1}|\u{FFFE}|\u{FFFD}|é)*"
+        ) {
+            let err = |r: Result<String, XmlError>| r.map_err(|e| format!("{e:?}"));
+            proptest::prop_assert_eq!(err(text_value(&s)), err(text_value_general(&s)));
+            if !s.contains('<') {
+                proptest::prop_assert_eq!(err(attr_value(&s)), err(attr_value_general(&s)));
+            }
+        }
+
+        /// What the writer escapes, the parser reads back unchanged (any text without the
+        /// characters XML refuses).
+        #[test]
+        fn escaped_text_and_values_read_back(s in "([a-z <>'\"&;#\\]\r\n\t]|\u{FFFD}|é)*") {
+            let mut text = String::new();
+            crate::xml::escape_text(&s, &mut text);
+            proptest::prop_assert_eq!(text_value(&text).ok(), Some(s.clone()));
+            let mut value = String::new();
+            crate::xml::escape_attr(&s, &mut value);
+            proptest::prop_assert_eq!(attr_value(&value).ok(), Some(s.clone()));
+        }
     }
 
     #[test]
