@@ -123,19 +123,48 @@ fn push_folded(out: &mut String, part: &str) {
 
 /// Whether an ASCII byte is white space or a control character (`char::is_whitespace` or
 /// `char::is_control` for ASCII).
-fn is_ascii_space_or_control(b: u8) -> bool {
+const fn is_ascii_space_or_control(b: u8) -> bool {
     b <= b' ' || b == 0x7f
 }
 
-/// Check every character of a part: bytes one by one when it is ASCII (nearly always),
-/// characters otherwise.
+/// A table of the ASCII bytes a part refuses: white space, controls and `also`.
+const fn ascii_forbidden(also: &[char]) -> [bool; 128] {
+    let mut t = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = is_ascii_space_or_control(b as u8);
+        b += 1;
+    }
+    let mut i = 0;
+    while i < also.len() {
+        t[also[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+const LOCALPART_FORBIDDEN_ASCII: [bool; 128] = ascii_forbidden(LOCALPART_FORBIDDEN);
+const DOMAIN_FORBIDDEN_ASCII: [bool; 128] = ascii_forbidden(DOMAIN_FORBIDDEN);
+const RESOURCE_FORBIDDEN_ASCII: [bool; 128] = {
+    // Resources may contain spaces and any printable character; controls are refused.
+    let mut t = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = b < 0x20 || b == 0x7f;
+        b += 1;
+    }
+    t
+};
+
+/// Check every character of a part: a table look-up per byte when it is ASCII (nearly
+/// always), characters otherwise.
 fn check_chars(
     part: &str,
-    ascii_forbidden: impl Fn(u8) -> bool,
+    ascii_forbidden: &[bool; 128],
     forbidden: impl Fn(char) -> bool,
 ) -> Result<(), JidError> {
     let bad = if part.is_ascii() {
-        part.bytes().any(ascii_forbidden)
+        part.bytes().any(|b| ascii_forbidden[usize::from(b & 0x7f)])
     } else {
         part.chars().any(forbidden)
     };
@@ -158,11 +187,9 @@ fn check_length(part: &str) -> Result<(), JidError> {
 
 fn check_node(node: &str) -> Result<(), JidError> {
     check_length(node)?;
-    check_chars(
-        node,
-        |b| is_ascii_space_or_control(b) || LOCALPART_FORBIDDEN.contains(&char::from(b)),
-        |c| LOCALPART_FORBIDDEN.contains(&c) || c.is_whitespace() || c.is_control(),
-    )
+    check_chars(node, &LOCALPART_FORBIDDEN_ASCII, |c| {
+        LOCALPART_FORBIDDEN.contains(&c) || c.is_whitespace() || c.is_control()
+    })
 }
 
 /// Characters refused in a domain besides white space and controls.
@@ -172,17 +199,15 @@ const DOMAIN_FORBIDDEN: &[char] = &['@', '/', '\\', '<', '>', '&', '\'', '"'];
 fn check_domain(domain: &str) -> Result<&str, JidError> {
     let domain = domain.strip_suffix('.').unwrap_or(domain);
     check_length(domain)?;
-    check_chars(
-        domain,
-        |b| is_ascii_space_or_control(b) || DOMAIN_FORBIDDEN.contains(&char::from(b)),
-        |c| c.is_whitespace() || c.is_control() || DOMAIN_FORBIDDEN.contains(&c),
-    )?;
+    check_chars(domain, &DOMAIN_FORBIDDEN_ASCII, |c| {
+        c.is_whitespace() || c.is_control() || DOMAIN_FORBIDDEN.contains(&c)
+    })?;
     Ok(domain)
 }
 
 fn check_resource(resource: &str) -> Result<(), JidError> {
     check_length(resource)?;
-    check_chars(resource, |b| b < b' ' || b == 0x7f, |c| c.is_control())
+    check_chars(resource, &RESOURCE_FORBIDDEN_ASCII, |c| c.is_control())
 }
 
 impl Jid {
@@ -191,11 +216,11 @@ impl Jid {
         if s.is_empty() {
             return Err(JidError::Empty);
         }
-        let (bare, resource) = match s.find('/') {
+        let (bare, resource) = match s.bytes().position(|b| b == b'/') {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),
         };
-        let (node, domain) = match bare.find('@') {
+        let (node, domain) = match bare.bytes().position(|b| b == b'@') {
             Some(i) => (Some(&bare[..i]), &bare[i + 1..]),
             None => (None, bare),
         };
@@ -275,8 +300,8 @@ impl Jid {
         !self.is_bare()
     }
 
-    /// `node@domain` or `domain`: the text without the resource.
-    fn bare_text(&self) -> &str {
+    /// `node@domain` or `domain`: the text without the resource, borrowed.
+    pub fn bare_text(&self) -> &str {
         &self.text[..usize::from(self.domain_end)]
     }
 
@@ -424,6 +449,33 @@ mod tests {
         assert_eq!(j.resource(), Some("balcony/Room"));
         assert_eq!(j.to_string(), "juliet@example.com/balcony/Room");
         assert_eq!(j.to_bare().to_string(), "juliet@example.com");
+    }
+
+    /// Every ASCII character: the byte table (ASCII parts) and the character rules (other
+    /// parts) give the same answer for nodes, domains and resources.
+    #[test]
+    fn ascii_tables_agree_with_the_character_rules() {
+        for b in 0u8..128 {
+            let c = char::from(b);
+            let (ascii, unicode) = (format!("a{c}"), format!("\u{e9}{c}"));
+            assert_eq!(
+                check_node(&ascii).is_ok(),
+                check_node(&unicode).is_ok(),
+                "{b}"
+            );
+            assert_eq!(
+                check_domain(&ascii).is_ok(),
+                check_domain(&unicode).is_ok(),
+                "{b}"
+            );
+            assert_eq!(
+                check_resource(&ascii).is_ok(),
+                check_resource(&unicode).is_ok(),
+                "{b}"
+            );
+        }
+        assert!(check_node("a b").is_err() && check_domain("a<b").is_err());
+        assert!(check_resource("a b").is_ok() && check_resource("a\u{7f}").is_err());
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl ServerState {
     /// asked for every stanza to a local account. Storage is asked even when the account has
     /// bound sessions: a deleted account's sessions are closed only after the deletion.
     pub fn account_exists(&self, bare: &Jid) -> crate::storage::Result<bool> {
-        self.storage.account_exists(&bare.bare_string())
+        self.storage.account_exists(bare.bare_text())
     }
 
     /// Whether `domain` is served here: a hosted domain or an internal component's domain

@@ -16,7 +16,6 @@
 pub mod muc;
 pub mod upload;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -103,13 +102,15 @@ pub fn services_of_host(config: &Config, host: &str) -> Vec<ServiceDomain> {
 /// The running components, by domain.
 #[derive(Default)]
 pub struct ComponentRegistry {
-    by_domain: HashMap<String, Arc<dyn Component>>,
+    /// Looked up for every routed stanza: foldhash (seeded per process), not SipHash.
+    by_domain: hashbrown::HashMap<String, Arc<dyn Component>>,
 }
 
 impl ComponentRegistry {
     /// Build every configured component (rooms of persistent MUCs are loaded from storage).
     pub fn build(config: &Arc<Config>, storage: &Arc<dyn Storage>) -> ComponentRegistry {
-        let mut by_domain: HashMap<String, Arc<dyn Component>> = HashMap::new();
+        let mut by_domain: hashbrown::HashMap<String, Arc<dyn Component>> =
+            hashbrown::HashMap::new();
         for s in service_domains(config) {
             // A hosted domain may itself be a component domain of another: the account
             // domain wins, as its users would otherwise become unreachable.

@@ -150,33 +150,33 @@ pub fn parse_stamp(s: &str) -> Option<u64> {
 
 /// Whether a message is worth archiving (see the module documentation).
 pub fn should_archive(stanza: &Stanza) -> bool {
-    let el = stanza.el();
     if !matches!(stanza.type_attr().unwrap_or("normal"), "chat" | "normal") {
         return false;
     }
-    if el.child("no-store", NS_HINTS).is_some()
-        || el.child("no-permanent-store", NS_HINTS).is_some()
-    {
-        return false;
+    // One pass over the children (this runs twice for every routed message): a reason not to
+    // store anywhere wins over content worth keeping.
+    let mut worth_keeping = false;
+    for c in stanza.el().elements() {
+        let (name, ns) = (&*c.name, &*c.ns);
+        if (ns == NS_HINTS && matches!(name, "no-store" | "no-permanent-store"))
+            || ns == crate::modules::carbons::NS
+            || (name == "result" && (ns == NS || ns == NS1))
+        {
+            return false;
+        }
+        worth_keeping |= (name == "body" && ns == ns::CLIENT)
+            || (name == "store" && ns == NS_HINTS)
+            || (name != "markable"
+                && matches!(
+                    ns,
+                    "eu.siacs.conversations.axolotl"
+                        | "urn:xmpp:omemo:2"
+                        | "urn:xmpp:openpgp:0"
+                        | "jabber:x:encrypted"
+                        | "urn:xmpp:chat-markers:0"
+                ));
     }
-    if el.child_ns(crate::modules::carbons::NS).is_some()
-        || el.child("result", NS).is_some()
-        || el.child("result", NS1).is_some()
-    {
-        return false;
-    }
-    el.child("body", ns::CLIENT).is_some()
-        || el.child("store", NS_HINTS).is_some()
-        || el.elements().any(|c| {
-            matches!(
-                &*c.ns,
-                "eu.siacs.conversations.axolotl"
-                    | "urn:xmpp:omemo:2"
-                    | "urn:xmpp:openpgp:0"
-                    | "jabber:x:encrypted"
-                    | "urn:xmpp:chat-markers:0"
-            ) && c.name != "markable"
-        })
+    worth_keeping
 }
 
 impl MamModule {
@@ -738,6 +738,19 @@ mod tests {
             "<message {c} type='error'><body>x</body></message>"
         ))));
         assert!(should_archive(&msg(&format!("<message {c} type='chat'><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>"))));
+        // A reason not to store wins wherever it stands among the children.
+        assert!(!should_archive(&msg(&format!(
+            "<message {c}><body>x</body><sent xmlns='urn:xmpp:carbons:2'/></message>"
+        ))));
+        assert!(!should_archive(&msg(&format!(
+            "<message {c}><result xmlns='urn:xmpp:mam:2'/><body>x</body></message>"
+        ))));
+        assert!(!should_archive(&msg(&format!(
+            "<message {c}><markable xmlns='urn:xmpp:chat-markers:0'/></message>"
+        ))));
+        assert!(should_archive(&msg(&format!(
+            "<message {c}><displayed xmlns='urn:xmpp:chat-markers:0' id='m'/></message>"
+        ))));
     }
 
     /// Preferences are cached: a change is seen by the next message, and a deleted account's

@@ -239,7 +239,9 @@ pub struct SledStore {
     /// the account (under `account_lock`, so a deletion cannot slip between the lookup and
     /// the insertion), emptied by `delete_account` under the same lock; nothing else
     /// removes accounts. Only existing accounts are remembered.
-    known_accounts: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Looked up for every stanza routed to a local account: hashed with foldhash (seeded per
+    /// process) rather than SipHash, which was ~1 % of a routed message's instructions.
+    known_accounts: std::sync::RwLock<hashbrown::HashSet<String>>,
     /// Number of stored offline messages per account, for the accounts counted since they were
     /// last emptied: the quota check before every offline store would otherwise scan the
     /// account's whole queue. Held while an offline message is inserted, so a count and the

@@ -675,30 +675,24 @@ impl StreamParser {
                 Some(i) => (Some((Tok::Text, i)), scan),
                 None => (None, Scan::Text { off: avail.len() }),
             },
-            Scan::EndTag { off } => match find_byte(avail, off, b'>') {
-                Some(i) => (Some((Tok::EndTag, i + 1)), scan),
+            Scan::EndTag { off } => match avail.iter().skip(off).position(|&b| b == b'>') {
+                Some(i) => (Some((Tok::EndTag, off + i + 1)), scan),
                 None => (None, Scan::EndTag { off: avail.len() }),
             },
             Scan::StartTag { off, mut quote } => {
-                // Jump from quote to quote: a `>` inside a quoted value does not end the tag.
+                // A `>` inside a quoted value does not end the tag. (Tags are short: a byte
+                // loop costs less than `memchr` calls from quote to quote.)
                 let mut end = None;
-                let mut i = off.min(avail.len());
-                loop {
-                    let found = match quote {
-                        Some(q) => memchr::memchr(q, &avail[i..]),
-                        None => memchr::memchr3(b'>', b'\'', b'"', &avail[i..]),
-                    };
-                    let Some(at) = found.map(|at| at + i) else {
-                        break;
-                    };
-                    i = at + 1;
-                    match avail[at] {
-                        b'>' if quote.is_none() => {
-                            end = Some(at);
+                for (i, &b) in avail.iter().enumerate().skip(off) {
+                    match quote {
+                        Some(q) if b == q => quote = None,
+                        Some(_) => {}
+                        None if b == b'\'' || b == b'"' => quote = Some(b),
+                        None if b == b'>' => {
+                            end = Some(i);
                             break;
                         }
-                        _ if quote.is_some() => quote = None,
-                        b => quote = Some(b),
+                        None => {}
                     }
                 }
                 match end {

@@ -69,7 +69,7 @@ pub fn is_name(s: &str) -> bool {
 
 /// A name without colon (`NCName` of Namespaces in XML).
 pub fn is_ncname(s: &str) -> bool {
-    memchr::memchr(b':', s.as_bytes()).is_none() && is_name(s)
+    !s.bytes().any(|b| b == b':') && is_name(s)
 }
 
 /// The start of `s`, for error messages (input can be huge).
@@ -81,8 +81,43 @@ pub fn excerpt(s: &str) -> String {
     }
 }
 
+/// For an ASCII `QName` (nearly every name), checked in one pass: `Some(position of the
+/// colon, if any)`. `None` for anything else, which the general path then looks at.
+fn ascii_qname_colon(b: &[u8]) -> Option<Option<usize>> {
+    let mut colon = None;
+    let mut part_start = true;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b':' {
+            if colon.is_some() || part_start {
+                return None;
+            }
+            colon = Some(i);
+            part_start = true;
+        } else if part_start {
+            if !(c.is_ascii_alphabetic() || c == b'_') {
+                return None;
+            }
+            part_start = false;
+        } else if !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')) {
+            return None;
+        }
+    }
+    (!part_start).then_some(colon)
+}
+
 /// Split a qualified name into (prefix, local part), checking it is a `QName`.
 pub fn split_qname(s: &str) -> Result<(Option<&str>, &str), XmlError> {
+    if let Some(colon) = ascii_qname_colon(s.as_bytes()) {
+        return Ok(match colon {
+            Some(i) => (Some(&s[..i]), &s[i + 1..]),
+            None => (None, s),
+        });
+    }
+    split_qname_general(s)
+}
+
+/// [`split_qname`] for any name.
+fn split_qname_general(s: &str) -> Result<(Option<&str>, &str), XmlError> {
     let (prefix, local) = split_prefix(s);
     if !(prefix.is_none_or(is_ncname) && is_ncname(local)) {
         return Err(XmlError::NotWellFormed(format!(
@@ -93,9 +128,10 @@ pub fn split_qname(s: &str) -> Result<(Option<&str>, &str), XmlError> {
     Ok((prefix, local))
 }
 
-/// Split a name at its first colon, if any: (prefix, local part). Not checked.
+/// Split a name at its first colon, if any: (prefix, local part). Not checked. (Names are
+/// short: a plain loop costs less than a call to `memchr`, here and in the scans below.)
 pub fn split_prefix(s: &str) -> (Option<&str>, &str) {
-    match memchr::memchr(b':', s.as_bytes()) {
+    match s.bytes().position(|b| b == b':') {
         // The colon is ASCII, so both sides are on character boundaries.
         Some(i) => (Some(&s[..i]), &s[i + 1..]),
         None => (None, s),
@@ -185,13 +221,13 @@ pub fn parse_attrs(s: &str) -> Result<Vec<(&str, &str)>, XmlError> {
             _ => return Err(malformed("attribute value must be quoted")),
         };
         i += 1;
-        let Some(len) = memchr::memchr(quote, &b[i..]) else {
+        let Some(len) = b[i..].iter().position(|&c| c == quote || c == b'<') else {
             return Err(malformed("unterminated attribute value"));
         };
-        let value = s.get(i..i + len).unwrap_or_default();
-        if memchr::memchr(b'<', value.as_bytes()).is_some() {
+        if b[i + len] == b'<' {
             return Err(malformed("'<' in an attribute value"));
         }
+        let value = s.get(i..i + len).unwrap_or_default();
         i += len + 1;
         out.push((name, value));
     }
@@ -344,6 +380,14 @@ mod tests {
             if !s.contains('<') {
                 proptest::prop_assert_eq!(err(attr_value(&s)), err(attr_value_general(&s)));
             }
+        }
+
+        /// The one-pass check of ASCII names agrees with the general one.
+        #[test]
+        fn ascii_qnames_agree_with_the_general_path(s in "[a-c0-9_.:\\-\u{e9} ]{0,6}") {
+            let fast = split_qname(&s).map_err(|e| format!("{e:?}"));
+            let general = split_qname_general(&s).map_err(|e| format!("{e:?}"));
+            proptest::prop_assert_eq!(fast, general);
         }
 
         /// What the writer escapes, the parser reads back unchanged (any text without the
