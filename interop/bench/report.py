@@ -18,6 +18,7 @@ COLUMNS = {
     "muc": ["occupants", "joined", "joins_s", "join_settle_s", "server_cpu_us_per_join", "server_cpu_us_per_presence",
             "sent_s", "deliveries_s", "p50_ms", "p99_ms", "max_ms", "lost", "server_cpu_us_per_delivery",
             "server_cpu_us_per_sent", "server_cpu_pct", "rss_kib", "gen_cpu_pct", "other_cpu_pct"],
+    "instructions": ["clients", "messages", "ir_per_msg"],
     "offline": ["messages", "store_msgs_s", "store_cpu_us_per_msg", "disk_b_per_msg", "delivered", "deliver_msgs_s", "deliver_cpu_us_per_msg", "errors"],
 }
 # The figures compared as Oriole/peer, and whether higher is better.

@@ -269,23 +269,11 @@ fn escape_error(e: EscapeError) -> XmlError {
     }
 }
 
-/// Whether `ok` holds for every byte of `s`. Checked 16 bytes at a time without stopping
-/// early inside a block, which the compiler turns into vector instructions.
-fn all_bytes(s: &str, ok: impl Fn(u8) -> bool) -> bool {
-    let mut blocks = s.as_bytes().chunks_exact(16);
-    for block in &mut blocks {
-        if !block.iter().fold(true, |all, &b| all & ok(b)) {
-            return false;
-        }
-    }
-    blocks.remainder().iter().all(|&b| ok(b))
-}
-
 /// Normalise and unescape a raw attribute value (XML 1.0 §3.3.3: literal tab, CR and LF
 /// become spaces; the five predefined entities and character references are expanded).
 pub fn attr_value(raw: &str) -> Result<String, XmlError> {
     // Most values (JIDs, ids, types) have nothing to normalise, expand or refuse.
-    if all_bytes(raw, |b| b >= 0x20 && b != b'&' && b != 0xEF) {
+    if crate::xml::all_bytes(raw, |b| (b >= 0x20) & (b != b'&') & (b != 0xEF)) {
         return Ok(raw.to_owned());
     }
     attr_value_general(raw)
@@ -310,8 +298,8 @@ fn attr_value_general(raw: &str) -> Result<String, XmlError> {
 /// Character data between tags: line ends normalised, references expanded.
 pub fn text_value(raw: &str) -> Result<String, XmlError> {
     // Most text has no references, no CR, no `]` and no character to refuse: copy it as is.
-    if all_bytes(raw, |b| {
-        (b >= 0x20 || b == b'\t' || b == b'\n') && !matches!(b, b'&' | b']' | 0xEF)
+    if crate::xml::all_bytes(raw, |b| {
+        ((b >= 0x20) | (b == b'\t') | (b == b'\n')) & (b != b'&') & (b != b']') & (b != 0xEF)
     }) {
         return Ok(raw.to_owned());
     }
