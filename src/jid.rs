@@ -336,7 +336,7 @@ impl Jid {
 
     /// The whole JID as a string (what `to_string` gives, without the formatter).
     pub fn to_text(&self) -> String {
-        self.text.to_string()
+        String::from(&*self.text)
     }
 
     /// The whole JID as text, borrowed.
