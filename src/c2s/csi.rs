@@ -23,17 +23,16 @@ pub const NS: &str = "urn:xmpp:csi:0";
 /// Most stanzas held for one inactive client before they are all sent.
 pub const MAX_HELD: usize = 1000;
 
-const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 const FORWARD: &str = "urn:xmpp:forward:0";
 const CARBONS: &str = "urn:xmpp:carbons:2";
 /// Payloads that do not make a message worth waking a phone for.
 const NOT_CONTENT: &[&str] = &[
-    CHATSTATES,
+    ns::CHATSTATES,
     "urn:xmpp:hints",
     ns::DELAY,
     "urn:xmpp:sid:0",
-    "urn:xmpp:receipts",
-    "urn:xmpp:chat-markers:0",
+    ns::RECEIPTS,
+    ns::CHAT_MARKERS,
 ];
 
 /// The client state of one stream.
@@ -122,7 +121,7 @@ fn classify(stanza: &Stanza) -> Class {
 fn message_has_content(msg: &crate::xml::Element) -> bool {
     let mut saw_chat_state = false;
     for child in msg.elements() {
-        if child.ns == CHATSTATES {
+        if child.ns == ns::CHATSTATES {
             saw_chat_state = true;
             continue;
         }

@@ -14,8 +14,7 @@ use crate::xml::Element;
 /// Whether a message is worth keeping: chat states alone are not (XEP-0160 §3, XEP-0085).
 fn worth_storing(stanza: &Stanza) -> bool {
     let el = stanza.el();
-    el.elements()
-        .any(|c| c.ns != "http://jabber.org/protocol/chatstates")
+    el.elements().any(|c| c.ns != crate::proto::ns::CHATSTATES)
 }
 
 /// Store a message for an account with no available resource.

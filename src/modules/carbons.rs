@@ -50,10 +50,7 @@ pub fn eligible(stanza: &Stanza) -> bool {
                 || el.elements().any(|c| {
                     matches!(
                         &*c.ns,
-                        "urn:xmpp:receipts"
-                            | "http://jabber.org/protocol/chatstates"
-                            | "urn:xmpp:chat-markers:0"
-                            | "jabber:x:conference"
+                        ns::RECEIPTS | ns::CHATSTATES | ns::CHAT_MARKERS | "jabber:x:conference"
                     )
                 })
         }

@@ -157,24 +157,17 @@ pub fn should_archive(stanza: &Stanza) -> bool {
     // store anywhere wins over content worth keeping.
     let mut worth_keeping = false;
     for c in stanza.el().elements() {
-        let (name, ns) = (&*c.name, &*c.ns);
-        if (ns == NS_HINTS && matches!(name, "no-store" | "no-permanent-store"))
-            || ns == crate::modules::carbons::NS
-            || (name == "result" && (ns == NS || ns == NS1))
+        let (name, uri) = (&*c.name, &*c.ns);
+        if (uri == NS_HINTS && matches!(name, "no-store" | "no-permanent-store"))
+            || uri == crate::modules::carbons::NS
+            || (name == "result" && (uri == NS || uri == NS1))
         {
             return false;
         }
-        worth_keeping |= (name == "body" && ns == ns::CLIENT)
-            || (name == "store" && ns == NS_HINTS)
+        worth_keeping |= (name == "body" && uri == ns::CLIENT)
+            || (name == "store" && uri == NS_HINTS)
             || (name != "markable"
-                && matches!(
-                    ns,
-                    "eu.siacs.conversations.axolotl"
-                        | "urn:xmpp:omemo:2"
-                        | "urn:xmpp:openpgp:0"
-                        | "jabber:x:encrypted"
-                        | "urn:xmpp:chat-markers:0"
-                ));
+                && (uri == ns::CHAT_MARKERS || ns::ENCRYPTED_PAYLOADS.contains(&uri)));
     }
     worth_keeping
 }

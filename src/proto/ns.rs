@@ -26,3 +26,17 @@ pub const OFFLINE: &str = "msgoffline";
 pub const DATA_FORMS: &str = "jabber:x:data";
 pub const CHANNEL_BINDING: &str = "urn:xmpp:sasl-cb:0";
 pub const XEP0227: &str = "urn:xmpp:pie:0";
+/// XEP-0184 message delivery receipts.
+pub const RECEIPTS: &str = "urn:xmpp:receipts";
+/// XEP-0085 chat state notifications.
+pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+/// XEP-0333 chat markers.
+pub const CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
+/// Namespaces of end-to-end encrypted payloads (OMEMO legacy and :2, XEP-0373 OpenPGP,
+/// XEP-0027): a message carrying one has content even without a plain `<body/>`.
+pub const ENCRYPTED_PAYLOADS: &[&str] = &[
+    "eu.siacs.conversations.axolotl",
+    "urn:xmpp:omemo:2",
+    "urn:xmpp:openpgp:0",
+    "jabber:x:encrypted",
+];

@@ -70,15 +70,9 @@ pub fn archivable(el: &Element) -> bool {
     el.child("body", ns::CLIENT).is_some()
         || el.child("store", NS_HINTS).is_some()
         || el.child("retract", NS_RETRACT).is_some()
-        || el.elements().any(|c| {
-            matches!(
-                &*c.ns,
-                "eu.siacs.conversations.axolotl"
-                    | "urn:xmpp:omemo:2"
-                    | "urn:xmpp:openpgp:0"
-                    | "jabber:x:encrypted"
-            )
-        })
+        || el
+            .elements()
+            .any(|c| ns::ENCRYPTED_PAYLOADS.contains(&&*c.ns))
 }
 
 /// Archive a broadcast message (its `from` is the occupant JID); its id, or `None` when

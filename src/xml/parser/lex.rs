@@ -94,11 +94,12 @@ fn ascii_qname_colon(b: &[u8]) -> Option<Option<usize>> {
             colon = Some(i);
             part_start = true;
         } else if part_start {
-            if !(c.is_ascii_alphabetic() || c == b'_') {
+            // Colons are handled above, so these are the NCName rules.
+            if !is_ascii_name_start(c) {
                 return None;
             }
             part_start = false;
-        } else if !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')) {
+        } else if !is_ascii_name_char(c) {
             return None;
         }
     }
@@ -108,10 +109,7 @@ fn ascii_qname_colon(b: &[u8]) -> Option<Option<usize>> {
 /// Split a qualified name into (prefix, local part), checking it is a `QName`.
 pub fn split_qname(s: &str) -> Result<(Option<&str>, &str), XmlError> {
     if let Some(colon) = ascii_qname_colon(s.as_bytes()) {
-        return Ok(match colon {
-            Some(i) => (Some(&s[..i]), &s[i + 1..]),
-            None => (None, s),
-        });
+        return Ok(split_at_colon(s, colon));
     }
     split_qname_general(s)
 }
@@ -131,7 +129,12 @@ fn split_qname_general(s: &str) -> Result<(Option<&str>, &str), XmlError> {
 /// Split a name at its first colon, if any: (prefix, local part). Not checked. (Names are
 /// short: a plain loop costs less than a call to `memchr`, here and in the scans below.)
 pub fn split_prefix(s: &str) -> (Option<&str>, &str) {
-    match s.bytes().position(|b| b == b':') {
+    split_at_colon(s, s.bytes().position(|b| b == b':'))
+}
+
+/// (prefix, local part) of a name with its colon at `colon`, if any.
+fn split_at_colon(s: &str, colon: Option<usize>) -> (Option<&str>, &str) {
+    match colon {
         // The colon is ASCII, so both sides are on character boundaries.
         Some(i) => (Some(&s[..i]), &s[i + 1..]),
         None => (None, s),
